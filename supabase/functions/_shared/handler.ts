@@ -1,0 +1,178 @@
+/**
+ * Where a request enters: route, pre-upgrade checks, token, caps, upgrade, then
+ * a {@linkcode RelaySession} per connection.
+ * @module
+ */
+import { createTokenVerifier, type TokenVerifier } from "./auth/verify.ts";
+import { extractToken, offeredProtocols, selectProtocol } from "./auth/token_source.ts";
+import { checkUpgradeRequest } from "./http/handshake.ts";
+import { type Refusal, refusal, refusalResponse } from "./http/refusal.ts";
+import { matchRoute, type Route } from "./http/routes.ts";
+import { ConnectionRegistry } from "./relay/registry.ts";
+import { RelaySession } from "./relay/session.ts";
+import type { Settings } from "./settings.ts";
+import { createTelemetry, type Telemetry } from "./telemetry/log.ts";
+import { echoConnector } from "./upstream/echo.ts";
+import { openAIConnector } from "./upstream/openai.ts";
+import type { UpstreamConnector } from "./upstream/upstream.ts";
+
+/** Side effects of the relay; each defaults to the real thing. */
+export interface RelayDeps {
+  /** @default supabase-js `getClaims` against `settings.supabaseUrl` */
+  readonly verifyToken?: TokenVerifier;
+  /** @default a WebSocket to `settings.openaiRealtimeUrl` (absent without an API key) */
+  readonly connectOpenAI?: UpstreamConnector;
+  /** @default JSON lines on stdout at `settings.logLevel` */
+  readonly telemetry?: Telemetry;
+  /** Milliseconds since the epoch. @default Date.now */
+  readonly now?: () => number;
+  /**
+   * Keeps the platform from stopping the worker while a connection lives.
+   * @default EdgeRuntime.waitUntil on the edge runtime, nothing elsewhere
+   */
+  readonly waitUntil?: (promise: Promise<unknown>) => void;
+  /** @default 5000 */
+  readonly authTimeoutMs?: number;
+  /** Used by the default token verifier. @default globalThis.fetch */
+  readonly fetch?: typeof fetch;
+}
+
+/** A relay instance: its request handler and its lifecycle. */
+export interface Relay {
+  /** The `Deno.serve` handler. */
+  readonly handler: (request: Request) => Promise<Response>;
+  /** Connections currently held. */
+  readonly connections: () => number;
+  /** Closes every connection with 1012 and settles when all are closed. */
+  readonly shutdown: () => Promise<void>;
+}
+
+declare const EdgeRuntime: { waitUntil(promise: Promise<unknown>): void } | undefined;
+
+function platformWaitUntil(): ((promise: Promise<unknown>) => void) | undefined {
+  return typeof EdgeRuntime === "undefined" ? undefined : (p) => EdgeRuntime?.waitUntil(p);
+}
+
+/**
+ * Builds the relay for validated settings.
+ *
+ * @example
+ * ```ts
+ * const relay = createRelayHandler(parseSettings(Deno.env.toObject()));
+ * Deno.serve(relay.handler);
+ * ```
+ */
+export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Relay {
+  const telemetry = deps.telemetry ?? createTelemetry(settings.logLevel);
+  const now = deps.now ?? Date.now;
+  const waitUntil = deps.waitUntil ?? platformWaitUntil();
+  const verifyToken = deps.verifyToken ?? createTokenVerifier({
+    supabaseUrl: settings.supabaseUrl,
+    supabaseKey: settings.supabaseKey,
+    jwks: settings.supabaseJwks,
+    allowedRoles: settings.allowedRoles,
+    ...(deps.fetch ? { fetch: deps.fetch } : {}),
+    ...(deps.authTimeoutMs ? { authTimeoutMs: deps.authTimeoutMs } : {}),
+  });
+  const connectOpenAI = deps.connectOpenAI ??
+    (settings.openaiApiKey === null
+      ? null
+      : openAIConnector({ url: settings.openaiRealtimeUrl, apiKey: settings.openaiApiKey }));
+  const registry = new ConnectionRegistry(settings.maxConnectionsPerUser, settings.maxConnections);
+  const limits = {
+    maxMessageBytes: settings.maxMessageBytes,
+    maxBufferedBytes: settings.maxBufferedBytes,
+    rateLimit: settings.rateLimit,
+    upstreamTimeoutMs: settings.upstreamTimeoutMs,
+  };
+  let draining = false;
+
+  const reject = (refused: Refusal, route: Route | null): Response => {
+    telemetry.info("websocket.connection.rejected", {
+      status: refused.status,
+      error: refused.error,
+      route,
+    });
+    return refusalResponse(refused);
+  };
+
+  const handler = async (request: Request): Promise<Response> => {
+    const url = new URL(request.url);
+    const route = matchRoute(url.pathname);
+    if (route === null) return reject(refusal("not_found"), null);
+    if (route === "health") {
+      if (request.method !== "GET") return reject(refusal("method_not_allowed"), route);
+      return Response.json({ status: "ok", connections: registry.size });
+    }
+
+    const early = checkUpgradeRequest(request.method, request.headers, settings.allowedOrigins);
+    if (early) return reject(early, route);
+    const found = extractToken(url, request.headers);
+    if (!found) return reject(refusal("missing_token"), route);
+    let model: string | null = null;
+    let connect: UpstreamConnector = echoConnector;
+    if (route === "openai") {
+      const requested = url.searchParams.get("model");
+      if (requested !== null && !settings.openaiRealtimeModels.includes(requested)) {
+        return reject(refusal("model_not_allowed"), route);
+      }
+      if (connectOpenAI === null) return reject(refusal("upstream_not_configured"), route);
+      model = requested ?? settings.openaiRealtimeModel;
+      connect = connectOpenAI;
+    }
+
+    const verified = await verifyToken(found.token);
+    if (!verified.ok) return reject(refusal(verified.error), route);
+    const { identity } = verified;
+    const lease = registry.reserve(identity.user);
+    if (typeof lease === "string") return reject(refusal(lease), route);
+
+    const protocol = selectProtocol(offeredProtocols(request.headers));
+    let upgraded: { socket: WebSocket; response: Response };
+    try {
+      // The selected protocol must be passed here to be echoed: browsers fail
+      // a handshake that offered protocols and got none back.
+      upgraded = Deno.upgradeWebSocket(request, {
+        idleTimeout: settings.idleTimeoutS,
+        ...(protocol === undefined ? {} : { protocol }),
+      });
+    } catch {
+      lease.release();
+      return reject(refusal("bad_handshake"), route);
+    }
+
+    const conn = crypto.randomUUID();
+    telemetry.info("websocket.connection.accepted", {
+      conn,
+      user: identity.user,
+      route,
+      model,
+      origin: request.headers.get("origin"),
+    });
+    const session = new RelaySession({
+      client: upgraded.socket,
+      connect,
+      model: model ?? "",
+      limits,
+      expiresAtMs: identity.exp === null ? null : identity.exp * 1000,
+      telemetry,
+      conn,
+      user: identity.user,
+      now,
+    });
+    lease.attach(session);
+    session.done.then(() => lease.release());
+    waitUntil?.(session.done);
+    if (draining) session.shutdown();
+    return upgraded.response;
+  };
+
+  return {
+    handler,
+    connections: () => registry.size,
+    shutdown: () => {
+      draining = true;
+      return registry.shutdownAll();
+    },
+  };
+}

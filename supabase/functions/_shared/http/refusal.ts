@@ -1,0 +1,107 @@
+/**
+ * Plain-HTTP refusals sent before the upgrade, one per row of CONTRACT.md
+ * "Before the upgrade": status, machine code, human message, extra headers.
+ * @module
+ */
+
+/** Every `error` code the relay answers with before the upgrade. */
+export type RefusalCode =
+  | "not_found"
+  | "method_not_allowed"
+  | "upgrade_required"
+  | "bad_handshake"
+  | "origin_not_allowed"
+  | "missing_token"
+  | "model_not_allowed"
+  | "upstream_not_configured"
+  | "invalid_token"
+  | "forbidden"
+  | "auth_unavailable"
+  | "too_many_connections"
+  | "at_capacity";
+
+/** A decision to answer with an HTTP error instead of upgrading. */
+export interface Refusal {
+  readonly status: number;
+  readonly error: RefusalCode;
+  readonly message: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+const REFUSALS: Readonly<Record<RefusalCode, Omit<Refusal, "error">>> = {
+  not_found: { status: 404, message: "No such route.", headers: {} },
+  method_not_allowed: {
+    status: 405,
+    message: "Only GET is allowed here.",
+    headers: { allow: "GET" },
+  },
+  upgrade_required: {
+    status: 426,
+    message: "This route only speaks WebSocket: send an Upgrade: websocket request.",
+    headers: { upgrade: "websocket" },
+  },
+  bad_handshake: {
+    status: 400,
+    message: "The WebSocket handshake is malformed.",
+    headers: {},
+  },
+  origin_not_allowed: {
+    status: 403,
+    message: "This origin is not allowed to connect.",
+    headers: {},
+  },
+  missing_token: {
+    status: 401,
+    message:
+      "A Supabase access token is required (?jwt=, Authorization: Bearer, or a jwt-<token> subprotocol).",
+    headers: { "www-authenticate": "Bearer" },
+  },
+  model_not_allowed: {
+    status: 400,
+    message: "The requested model is not allowed.",
+    headers: {},
+  },
+  upstream_not_configured: {
+    status: 503,
+    message: "The relay has no OpenAI API key configured.",
+    headers: {},
+  },
+  invalid_token: {
+    status: 401,
+    message: "The access token is invalid or expired.",
+    headers: { "www-authenticate": 'Bearer error="invalid_token"' },
+  },
+  forbidden: {
+    status: 403,
+    message: "This token does not identify a user allowed to connect.",
+    headers: {},
+  },
+  auth_unavailable: {
+    status: 503,
+    message: "Supabase Auth could not be reached to verify the token; try again.",
+    headers: { "retry-after": "1" },
+  },
+  too_many_connections: {
+    status: 429,
+    message: "This user already holds the maximum number of connections.",
+    headers: {},
+  },
+  at_capacity: {
+    status: 503,
+    message: "The relay is at capacity; try again shortly.",
+    headers: { "retry-after": "1" },
+  },
+};
+
+/** The refusal the contract prescribes for `code`. */
+export function refusal(code: RefusalCode): Refusal {
+  return { error: code, ...REFUSALS[code] };
+}
+
+/** The JSON response for a refusal: `{"error","message"}`, never a stack or a token. */
+export function refusalResponse(refused: Refusal): Response {
+  return Response.json({ error: refused.error, message: refused.message }, {
+    status: refused.status,
+    headers: refused.headers,
+  });
+}

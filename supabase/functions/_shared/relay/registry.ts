@@ -1,0 +1,74 @@
+/**
+ * Live connections of this instance: enforces the per-user and per-instance
+ * caps and reaches every connection at shutdown.
+ * @module
+ */
+
+/** What the registry needs of a connection. */
+export interface Closable {
+  /** Closes the connection with `1012 server_restarting`. */
+  shutdown(): void;
+  /** Settles when both sockets are closed. */
+  readonly done: Promise<void>;
+}
+
+/** A reserved connection slot; release it exactly once when the connection ends. */
+export interface Lease {
+  attach(connection: Closable): void;
+  release(): void;
+}
+
+/** Tracks connections against `maxPerUser` and `maxTotal`. */
+export class ConnectionRegistry {
+  readonly #maxPerUser: number;
+  readonly #maxTotal: number;
+  readonly #perUser = new Map<string, number>();
+  readonly #live = new Set<Closable>();
+  #total = 0;
+
+  constructor(maxPerUser: number, maxTotal: number) {
+    this.#maxPerUser = maxPerUser;
+    this.#maxTotal = maxTotal;
+  }
+
+  /** Connections currently held (reserved or live). */
+  get size(): number {
+    return this.#total;
+  }
+
+  /**
+   * Reserves a slot for `user`, or says which cap is reached. Synchronous, so
+   * two concurrent upgrades cannot both take the last slot.
+   */
+  reserve(user: string): Lease | "too_many_connections" | "at_capacity" {
+    const held = this.#perUser.get(user) ?? 0;
+    if (held >= this.#maxPerUser) return "too_many_connections";
+    if (this.#total >= this.#maxTotal) return "at_capacity";
+    this.#perUser.set(user, held + 1);
+    this.#total++;
+    let connection: Closable | null = null;
+    let released = false;
+    return {
+      attach: (attached) => {
+        connection = attached;
+        this.#live.add(attached);
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        if (connection) this.#live.delete(connection);
+        this.#total--;
+        const left = (this.#perUser.get(user) ?? 1) - 1;
+        if (left > 0) this.#perUser.set(user, left);
+        else this.#perUser.delete(user);
+      },
+    };
+  }
+
+  /** Tells every live connection to reconnect elsewhere; settles when all are closed. */
+  async shutdownAll(): Promise<void> {
+    const connections = [...this.#live];
+    for (const connection of connections) connection.shutdown();
+    await Promise.all(connections.map((connection) => connection.done));
+  }
+}

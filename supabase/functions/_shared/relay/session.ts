@@ -1,0 +1,325 @@
+/**
+ * The relay loop for one client connection: bridges the client's WebSocket and
+ * an upstream, byte for byte and in order, enforcing the per-connection limits
+ * and mapping close codes in both directions.
+ * @module
+ */
+import type { Telemetry } from "../telemetry/log.ts";
+import type { Message, Upstream, UpstreamConnector } from "../upstream/upstream.ts";
+import {
+  clientCloseForUpstream,
+  type CloseFrame,
+  RELAY_CLOSE,
+  upstreamCloseForClient,
+} from "./close_codes.ts";
+import { messageBytes } from "./message_size.ts";
+import { TokenBucket } from "./rate_limit.ts";
+import { usageOf } from "./usage.ts";
+
+/** Per-connection limits (CONTRACT.md "Settings"). */
+export interface SessionLimits {
+  readonly maxMessageBytes: number;
+  readonly maxBufferedBytes: number;
+  readonly rateLimit: number;
+  readonly upstreamTimeoutMs: number;
+}
+
+/** Who ended a connection, for telemetry. */
+export type ClosedBy = "client" | "upstream" | "relay";
+
+/** Everything one relayed connection needs. */
+export interface SessionOptions {
+  /** The client's socket, straight from `Deno.upgradeWebSocket` (still connecting). */
+  readonly client: WebSocket;
+  readonly connect: UpstreamConnector;
+  readonly model: string;
+  readonly limits: SessionLimits;
+  /** Token expiry in ms since the epoch; `null` when the token has none. */
+  readonly expiresAtMs: number | null;
+  readonly telemetry: Telemetry;
+  /** Identifiers for telemetry. */
+  readonly conn: string;
+  readonly user: string;
+  /** Milliseconds since the epoch. @default Date.now */
+  readonly now?: () => number;
+  /**
+   * How long to wait for both sockets to report closed after the relay closed
+   * them, before the connection is counted as ended anyway.
+   * @default 5000
+   */
+  readonly lingerMs?: number;
+}
+
+/** setTimeout's ceiling; a longer delay would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** One relayed connection, from upgrade until both sockets are closed. */
+export class RelaySession {
+  /** Settles once both sockets are closed (or the linger time has passed). */
+  readonly done: Promise<void>;
+
+  readonly #client: WebSocket;
+  readonly #upstream: Upstream;
+  readonly #limits: SessionLimits;
+  readonly #telemetry: Telemetry;
+  readonly #conn: string;
+  readonly #user: string;
+  readonly #model: string;
+  readonly #now: () => number;
+  readonly #lingerMs: number;
+  readonly #startedAt: number;
+  readonly #bucket: TokenBucket;
+  #resolveDone!: () => void;
+
+  #upstreamOpen = false;
+  #upstreamClosed = false;
+  #clientClosed = false;
+  /** Set once the connection starts closing: the code the client is (or was) given. */
+  #ending: { frame: CloseFrame; by: ClosedBy } | null = null;
+  /** A close for the client decided before its socket finished opening. */
+  #pendingClientClose: CloseFrame | null = null;
+  #finished = false;
+
+  /** Messages waiting for a side that is not open yet, with their byte total. */
+  #toUpstream: Message[] = [];
+  #toUpstreamBytes = 0;
+  #toClient: Message[] = [];
+  #toClientBytes = 0;
+
+  #upstreamTimer: ReturnType<typeof setTimeout> | undefined;
+  #expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+
+  #msgsIn = 0;
+  #msgsOut = 0;
+  #bytesIn = 0;
+  #bytesOut = 0;
+
+  constructor(options: SessionOptions) {
+    this.done = new Promise((resolve) => (this.#resolveDone = resolve));
+    this.#client = options.client;
+    this.#limits = options.limits;
+    this.#telemetry = options.telemetry;
+    this.#conn = options.conn;
+    this.#user = options.user;
+    this.#model = options.model;
+    this.#now = options.now ?? Date.now;
+    this.#lingerMs = options.lingerMs ?? 5000;
+    this.#startedAt = this.#now();
+    this.#bucket = new TokenBucket(options.limits.rateLimit, () => performance.now());
+
+    const client = this.#client;
+    client.binaryType = "arraybuffer";
+    client.onopen = () => this.#onClientOpen();
+    client.onmessage = (event: MessageEvent<Message>) => this.#fromClient(event.data);
+    client.onclose = (event) => this.#onClientClose(event.code, event.reason);
+    // An error is always followed by a close event, which carries the decision.
+    client.onerror = (event) => event.preventDefault();
+
+    // The upstream starts now, not after the client's open: the client's first
+    // messages are queued meanwhile instead of lost.
+    this.#upstream = options.connect(options.model, {
+      onOpen: () => this.#onUpstreamOpen(),
+      onMessage: (data) => this.#fromUpstream(data),
+      onClose: (code, reason) => this.#onUpstreamClose(code, reason),
+    });
+    this.#upstreamTimer = setTimeout(
+      () => this.#end(RELAY_CLOSE.upstreamTimeout, "relay", "upstream_timeout"),
+      options.limits.upstreamTimeoutMs,
+    );
+    if (options.expiresAtMs !== null) {
+      const delay = Math.min(MAX_TIMER_MS, Math.max(0, options.expiresAtMs - this.#now()));
+      this.#expiryTimer = setTimeout(() => this.#end(RELAY_CLOSE.tokenExpired, "relay"), delay);
+    }
+  }
+
+  /** Closes the connection with `1012 server_restarting`; the client should reconnect. */
+  shutdown(): void {
+    this.#end(RELAY_CLOSE.serverRestarting, "relay");
+  }
+
+  #onClientOpen(): void {
+    const queued = this.#toClient;
+    this.#toClient = [];
+    this.#toClientBytes = 0;
+    for (const data of queued) this.#sendToClient(data);
+    if (this.#pendingClientClose) {
+      const { code, reason } = this.#pendingClientClose;
+      this.#pendingClientClose = null;
+      this.#client.close(code, reason);
+    }
+  }
+
+  #fromClient(data: Message): void {
+    if (this.#ending) return;
+    const bytes = messageBytes(data);
+    if (bytes > this.#limits.maxMessageBytes) return this.#end(RELAY_CLOSE.messageTooBig, "relay");
+    if (!this.#bucket.take()) return this.#end(RELAY_CLOSE.rateLimited, "relay");
+    this.#msgsIn++;
+    this.#bytesIn += bytes;
+    if (this.#telemetry.debugEnabled) {
+      this.#telemetry.debug("message.received", { conn: this.#conn, type: kindOf(data), bytes });
+    }
+    if (this.#upstreamOpen) {
+      this.#upstream.send(data);
+      if (this.#upstream.bufferedAmount > this.#limits.maxBufferedBytes) {
+        this.#end(RELAY_CLOSE.bufferFull, "relay");
+      }
+      return;
+    }
+    this.#toUpstream.push(data);
+    this.#toUpstreamBytes += bytes;
+    if (this.#toUpstreamBytes > this.#limits.maxBufferedBytes) {
+      this.#end(RELAY_CLOSE.bufferFull, "relay");
+    }
+  }
+
+  #fromUpstream(data: Message): void {
+    if (this.#ending) return;
+    if (typeof data === "string") this.#reportUsage(data);
+    if (this.#client.readyState === WebSocket.OPEN) return this.#sendToClient(data);
+    this.#toClient.push(data);
+    this.#toClientBytes += messageBytes(data);
+    if (this.#toClientBytes > this.#limits.maxBufferedBytes) {
+      this.#end(RELAY_CLOSE.bufferFull, "relay");
+    }
+  }
+
+  #sendToClient(data: Message): void {
+    const bytes = messageBytes(data);
+    this.#client.send(data);
+    this.#msgsOut++;
+    this.#bytesOut += bytes;
+    if (this.#telemetry.debugEnabled) {
+      this.#telemetry.debug("message.sent", { conn: this.#conn, type: kindOf(data), bytes });
+    }
+    if (this.#client.bufferedAmount > this.#limits.maxBufferedBytes) {
+      this.#end(RELAY_CLOSE.bufferFull, "relay");
+    }
+  }
+
+  #reportUsage(data: string): void {
+    const usage = usageOf(data);
+    if (usage === null) return;
+    this.#telemetry.info("usage", {
+      conn: this.#conn,
+      user: this.#user,
+      model: this.#model,
+      usage,
+    });
+  }
+
+  #onUpstreamOpen(): void {
+    this.#upstreamOpen = true;
+    clearTimeout(this.#upstreamTimer);
+    this.#telemetry.info("upstream.connected", {
+      conn: this.#conn,
+      ms: this.#now() - this.#startedAt,
+    });
+    if (this.#ending) return;
+    const queued = this.#toUpstream;
+    this.#toUpstream = [];
+    this.#toUpstreamBytes = 0;
+    for (const data of queued) {
+      this.#upstream.send(data);
+      if (this.#upstream.bufferedAmount > this.#limits.maxBufferedBytes) {
+        return this.#end(RELAY_CLOSE.bufferFull, "relay");
+      }
+    }
+  }
+
+  #onUpstreamClose(code: number, reason: string): void {
+    this.#upstreamClosed = true;
+    clearTimeout(this.#upstreamTimer);
+    if (!this.#ending) {
+      if (this.#upstreamOpen) this.#end(clientCloseForUpstream(code, reason), "upstream");
+      else this.#end(RELAY_CLOSE.upstreamUnavailable, "upstream", "upstream_unavailable");
+    }
+    this.#settleIfClosed();
+  }
+
+  #onClientClose(code: number, reason: string): void {
+    this.#clientClosed = true;
+    if (!this.#ending) {
+      this.#ending = { frame: { code, reason }, by: "client" };
+      this.#stopTimers();
+      this.#dropQueues();
+      if (!this.#upstreamClosed) {
+        const upstreamFrame = upstreamCloseForClient(code, reason);
+        this.#upstream.close(upstreamFrame.code, upstreamFrame.reason);
+      }
+      this.#startLinger();
+    }
+    this.#settleIfClosed();
+  }
+
+  /**
+   * Starts closing: the client gets `frame`, the upstream a normal close.
+   * `failure` marks an upstream that never opened, for telemetry.
+   */
+  #end(frame: CloseFrame, by: ClosedBy, failure?: string): void {
+    if (this.#ending) return;
+    this.#ending = { frame, by };
+    if (failure) this.#telemetry.info("upstream.failed", { conn: this.#conn, error: failure });
+    this.#stopTimers();
+    this.#toUpstream = [];
+    this.#toUpstreamBytes = 0;
+    if (!this.#upstreamClosed) this.#upstream.close(1000, frame.reason);
+    if (!this.#clientClosed) {
+      if (this.#client.readyState === WebSocket.CONNECTING) {
+        // Still upgrading: deliver what the upstream already said, then close.
+        this.#pendingClientClose = frame;
+      } else {
+        this.#toClient = [];
+        this.#client.close(frame.code, frame.reason);
+      }
+    }
+    this.#startLinger();
+  }
+
+  #startLinger(): void {
+    this.#lingerTimer = setTimeout(() => this.#finish(), this.#lingerMs);
+  }
+
+  #stopTimers(): void {
+    clearTimeout(this.#upstreamTimer);
+    clearTimeout(this.#expiryTimer);
+  }
+
+  #dropQueues(): void {
+    this.#toUpstream = [];
+    this.#toUpstreamBytes = 0;
+    this.#toClient = [];
+    this.#toClientBytes = 0;
+  }
+
+  #settleIfClosed(): void {
+    if (this.#clientClosed && this.#upstreamClosed) this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    clearTimeout(this.#lingerTimer);
+    this.#stopTimers();
+    this.#dropQueues();
+    const ending = this.#ending ?? { frame: { code: 1006, reason: "" }, by: "relay" as const };
+    this.#telemetry.info("websocket.connection.closed", {
+      conn: this.#conn,
+      user: this.#user,
+      ms: this.#now() - this.#startedAt,
+      code: ending.frame.code,
+      reason: ending.frame.reason,
+      by: ending.by,
+      msgs_in: this.#msgsIn,
+      msgs_out: this.#msgsOut,
+      bytes_in: this.#bytesIn,
+      bytes_out: this.#bytesOut,
+    });
+    this.#resolveDone();
+  }
+}
+
+function kindOf(data: Message): "text" | "binary" {
+  return typeof data === "string" ? "text" : "binary";
+}
