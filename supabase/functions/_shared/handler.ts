@@ -128,6 +128,8 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     if (typeof lease === "string") return reject(refusal(lease), route);
 
     const protocol = selectProtocol(offeredProtocols(request.headers));
+    // Read before upgrading: the request's headers are gone once it is upgraded.
+    const origin = request.headers.get("origin");
     let upgraded: { socket: WebSocket; response: Response };
     try {
       // The selected protocol must be passed here to be echoed: browsers fail
@@ -147,7 +149,7 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       user: identity.user,
       route,
       model,
-      origin: request.headers.get("origin"),
+      origin,
     });
     const session = new RelaySession({
       client: upgraded.socket,
