@@ -99,7 +99,7 @@ Deno.test("handler refuses tokens per the contract's token rows", async (t) => {
     const good = await auth.signEs256();
     const [header, payload] = good.split(".");
     const other = await startRelay({ openai: relay.openai });
-    const foreignKey = await other.auth.signEs256({}, { kid: auth.jwks.keys[0]?.kid as string });
+    const foreignKey = await other.auth.signEs256({}, { kid: auth.currentKid });
     await other.close();
     const tampered = `${header}.${
       forgeToken({}, { sub: "someone-else", role: "authenticated", exp: now + 3600 }).split(".")[1]

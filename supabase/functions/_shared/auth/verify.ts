@@ -92,7 +92,8 @@ export function classifyAuthError(error: unknown): "invalid_token" | "auth_unava
 function withTimeout(baseFetch: typeof fetch, ms: number): typeof fetch {
   return async (input, init) => {
     const controller = new AbortController();
-    init?.signal?.addEventListener("abort", () => controller.abort(init.signal?.reason));
+    const callerSignal = (init as RequestInit | undefined)?.signal;
+    callerSignal?.addEventListener("abort", () => controller.abort(callerSignal.reason));
     const timer = setTimeout(() => controller.abort(new Error("auth request timed out")), ms);
     try {
       return await baseFetch(input, { ...init, signal: controller.signal });
