@@ -4,7 +4,8 @@
  * the upstream was sent.
  */
 import assert from "node:assert/strict";
-import { startRelay, withRelay } from "../helpers/relay_harness.ts";
+import { Buffer } from "node:buffer";
+import { withRelay } from "../helpers/relay_harness.ts";
 import { type Message, TestClient, until } from "../helpers/ws_client.ts";
 
 const encoder = new TextEncoder();
@@ -29,8 +30,6 @@ function sameMessage(actual: Message | undefined, expected: Message): boolean {
   if (!(actual instanceof ArrayBuffer)) return false;
   return Buffer.compare(new Uint8Array(actual), new Uint8Array(expected)) === 0;
 }
-
-import { Buffer } from "node:buffer";
 
 Deno.test("echo route returns every message unchanged, same type, same order", async () => {
   await withRelay({}, async (relay) => {

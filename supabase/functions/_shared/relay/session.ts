@@ -78,6 +78,8 @@ export class RelaySession {
   #ending: { frame: CloseFrame; by: ClosedBy } | null = null;
   /** A close for the client decided before its socket finished opening. */
   #pendingClientClose: CloseFrame | null = null;
+  /** A close for the upstream decided before it opened (a connecting socket cannot send one). */
+  #pendingUpstreamClose: CloseFrame | null = null;
   #finished = false;
 
   /** Messages waiting for a side that is not open yet, with their byte total. */
@@ -216,6 +218,11 @@ export class RelaySession {
       conn: this.#conn,
       ms: this.#now() - this.#startedAt,
     });
+    if (this.#pendingUpstreamClose) {
+      const { code, reason } = this.#pendingUpstreamClose;
+      this.#pendingUpstreamClose = null;
+      return this.#upstream.close(code, reason);
+    }
     if (this.#ending) return;
     const queued = this.#toUpstream;
     this.#toUpstream = [];
@@ -244,10 +251,7 @@ export class RelaySession {
       this.#ending = { frame: { code, reason }, by: "client" };
       this.#stopTimers();
       this.#dropQueues();
-      if (!this.#upstreamClosed) {
-        const upstreamFrame = upstreamCloseForClient(code, reason);
-        this.#upstream.close(upstreamFrame.code, upstreamFrame.reason);
-      }
+      this.#closeUpstream(upstreamCloseForClient(code, reason));
       this.#startLinger();
     }
     this.#settleIfClosed();
@@ -264,7 +268,7 @@ export class RelaySession {
     this.#stopTimers();
     this.#toUpstream = [];
     this.#toUpstreamBytes = 0;
-    if (!this.#upstreamClosed) this.#upstream.close(1000, frame.reason);
+    this.#closeUpstream({ code: 1000, reason: frame.reason });
     if (!this.#clientClosed) {
       if (this.#client.readyState === WebSocket.CONNECTING) {
         // Still upgrading: deliver what the upstream already said, then close.
@@ -275,6 +279,14 @@ export class RelaySession {
       }
     }
     this.#startLinger();
+  }
+
+  #closeUpstream(frame: CloseFrame): void {
+    if (this.#upstreamClosed) return;
+    // Closing a connecting WebSocket sends no close frame (and on Deno 2.1.4
+    // never reports closed): wait for it to open, then close it properly.
+    if (this.#upstreamOpen) this.#upstream.close(frame.code, frame.reason);
+    else this.#pendingUpstreamClose = frame;
   }
 
   #startLinger(): void {
