@@ -1,0 +1,119 @@
+/**
+ * Draws the results JSON as one SVG: a panel per case, a bar per target, the
+ * relay's bar highlighted, each bar labelled with its median and its ratio to direct.
+ * `deno run -A bench/chart.ts bench/results/full.json docs/benchmarks.svg`
+ * @module
+ */
+
+interface TargetSummary {
+  median: number;
+  min: number;
+  max: number;
+}
+interface CaseResult {
+  title: string;
+  unit: string;
+  better: "higher" | "lower";
+  targets: Record<string, TargetSummary>;
+}
+/** The part of a results file the chart reads. */
+export interface Report {
+  mode: string;
+  started_at: string;
+  cases: Record<string, CaseResult>;
+  versions: Record<string, string>;
+}
+
+const LABELS: Record<string, string> = {
+  direct: "direct (no relay)",
+  naive_deno: "naive Deno relay",
+  node_ws: "Node ws relay",
+  nginx: "nginx",
+  relay: "this relay",
+};
+const COLORS: Record<string, string> = {
+  direct: "#9aa5b1",
+  naive_deno: "#7c93c3",
+  node_ws: "#8fbf8f",
+  nginx: "#d9a45b",
+  relay: "#d6336c",
+};
+
+const esc = (s: string) => s.replaceAll("&", "&amp;").replaceAll("<", "&lt;");
+
+/** Formats a figure with 3 significant digits, without exponent notation. */
+export function fmt(n: number): string {
+  if (!Number.isFinite(n)) return "n/a";
+  const abs = Math.abs(n);
+  if (abs >= 100) return Math.round(n).toLocaleString("en-US");
+  if (abs >= 10) return n.toFixed(1);
+  if (abs >= 1) return n.toFixed(2);
+  return n.toFixed(3);
+}
+
+/** The SVG for a report. */
+export function renderChart(report: Report): string {
+  const width = 760;
+  const barH = 16;
+  const labelW = 150;
+  const chartW = 420;
+  const parts: string[] = [];
+  let y = 56;
+  for (const c of Object.values(report.cases)) {
+    const entries = Object.entries(c.targets);
+    const max = Math.max(...entries.map(([, s]) => s.median), 1e-9);
+    const direct = c.targets.direct?.median;
+    parts.push(
+      `<text x="12" y="${y}" font-weight="bold">${esc(c.title)}</text>`,
+      `<text x="${width - 12}" y="${y}" text-anchor="end" fill="#555">${
+        esc(c.unit)
+      }, ${c.better} is better</text>`,
+    );
+    y += 8;
+    for (const [target, s] of entries) {
+      const w = Math.max(1, (s.median / max) * chartW);
+      const ratio = direct && target !== "direct"
+        ? ` (${
+          fmt(c.better === "higher" ? s.median / direct : direct / s.median)
+        }x direct)`
+        : "";
+      const bold = target === "relay" ? ` font-weight="bold"` : "";
+      parts.push(
+        `<text x="12" y="${y + 12}"${bold}>${
+          esc(LABELS[target] ?? target)
+        }</text>`,
+        `<rect x="${labelW}" y="${y}" width="${
+          w.toFixed(1)
+        }" height="${barH}" fill="${COLORS[target] ?? "#999"}"/>`,
+        `<text x="${labelW + w + 6}" y="${y + 12}"${bold}>${fmt(s.median)}${
+          esc(ratio)
+        }</text>`,
+      );
+      y += barH + 4;
+    }
+    y += 26;
+  }
+  const height = y;
+  const head = `Relay vs. peers, same machine, same echo upstream (${
+    esc(report.mode)
+  } run ${esc(report.started_at.slice(0, 10))}; medians)`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
+    `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">\n` +
+    `<rect width="100%" height="100%" fill="white"/>\n` +
+    `<text x="12" y="24" font-size="15" font-weight="bold">${head}</text>\n` +
+    `<text x="12" y="40" fill="#555">Deno ${esc(report.versions.deno ?? "")}, ${
+      esc(report.versions.node ?? "")
+    } (ws ${esc(report.versions.ws ?? "")}), ${
+      esc(report.versions.nginx ?? "")
+    }</text>\n` +
+    parts.join("\n") + "\n</svg>\n";
+}
+
+if (import.meta.main) {
+  const [input = "bench/results/full.json", output = "docs/benchmarks.svg"] =
+    Deno.args;
+  await Deno.writeTextFile(
+    output,
+    renderChart(JSON.parse(await Deno.readTextFile(input))),
+  );
+}

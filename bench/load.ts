@@ -1,0 +1,275 @@
+/**
+ * The load generator: one process, pinned by bench/main.ts to its own core,
+ * running one case against one target and printing one JSON result line.
+ * `deno run -A bench/load.ts <config.json>`; see {@linkcode LoadConfig}.
+ * @module
+ */
+import { rawClient } from "../tests/stand_ins/raw_client.ts";
+import { FLOOD_COMMAND } from "./upstream.ts";
+
+/** What to run: the case, its URLs (one per user; tokens already in them) and sizes. */
+export interface LoadConfig {
+  readonly mode:
+    | "latency"
+    | "throughput"
+    | "handshake"
+    | "idle"
+    | "voice"
+    | "slow";
+  readonly urls: string[];
+  readonly protocols?: string[];
+  readonly durationS: number;
+  readonly connections: number;
+  readonly inflight: number;
+  readonly messageBytes: number;
+  readonly binary: boolean;
+}
+
+const WARMUP_MS = 300;
+
+function open(
+  url: string,
+  protocols: string[] | undefined,
+): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, protocols);
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => resolve(ws);
+    ws.onerror = (e) => {
+      e.preventDefault();
+      reject(
+        new Error(`connect failed: ${(e as ErrorEvent).message ?? "error"}`),
+      );
+    };
+  });
+}
+
+function closed(ws: WebSocket): Promise<CloseEvent> {
+  return new Promise((resolve) => {
+    if (ws.readyState === WebSocket.CLOSED) {
+      return resolve(new CloseEvent("close"));
+    }
+    ws.addEventListener("close", (e) => resolve(e), { once: true });
+  });
+}
+
+/** Opens `n` connections, at most `parallel` handshakes at a time. */
+async function openMany(
+  config: LoadConfig,
+  n: number,
+  parallel = 50,
+): Promise<WebSocket[]> {
+  const sockets: WebSocket[] = new Array(n);
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      sockets[i] = await open(
+        config.urls[i % config.urls.length]!,
+        config.protocols,
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, n) }, worker));
+  return sockets;
+}
+
+function payload(config: LoadConfig): string | Uint8Array {
+  return config.binary
+    ? new Uint8Array(config.messageBytes).fill(0x5a)
+    : "x".repeat(config.messageBytes);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function percentile(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ??
+    NaN;
+}
+
+async function closeAll(sockets: WebSocket[]): Promise<void> {
+  await Promise.all(sockets.map((ws) => {
+    const done = closed(ws);
+    if (ws.readyState === WebSocket.OPEN) ws.close(1000, "bench done");
+    return done;
+  }));
+}
+
+async function latency(config: LoadConfig) {
+  const [ws] = await openMany(config, 1);
+  const data = payload(config);
+  const samples: number[] = [];
+  const warmupEnd = performance.now() + WARMUP_MS;
+  const end = warmupEnd + config.durationS * 1000;
+  await new Promise<void>((resolve) => {
+    let sentAt = 0;
+    ws!.onmessage = () => {
+      const now = performance.now();
+      if (now > warmupEnd) samples.push((now - sentAt) * 1000);
+      if (now > end) return resolve();
+      sentAt = performance.now();
+      ws!.send(data);
+    };
+    sentAt = performance.now();
+    ws!.send(data);
+  });
+  await closeAll([ws!]);
+  const sorted = Float64Array.from(samples).sort();
+  return {
+    samples: sorted.length,
+    p50_us: percentile(sorted, 0.5),
+    p99_us: percentile(sorted, 0.99),
+    p999_us: percentile(sorted, 0.999),
+  };
+}
+
+async function throughput(config: LoadConfig) {
+  const sockets = await openMany(config, config.connections);
+  const data = payload(config);
+  let counting = false;
+  let received = 0;
+  let stop = false;
+  for (const ws of sockets) {
+    ws.onmessage = () => {
+      if (counting) received++;
+      if (!stop) ws.send(data);
+    };
+    for (let i = 0; i < config.inflight; i++) ws.send(data);
+  }
+  await sleep(WARMUP_MS);
+  counting = true;
+  const start = performance.now();
+  await sleep(config.durationS * 1000);
+  const seconds = (performance.now() - start) / 1000;
+  counting = false;
+  stop = true;
+  const msgs = received / seconds;
+  await sleep(100);
+  await closeAll(sockets);
+  return { msgs_per_s: msgs, mb_per_s: (msgs * config.messageBytes) / 1e6 };
+}
+
+async function handshake(config: LoadConfig) {
+  const data = payload(config);
+  const end = performance.now() + config.durationS * 1000;
+  let done = 0;
+  let failed = 0;
+  const worker = async (w: number) => {
+    for (let k = 0; performance.now() < end; k++) {
+      const url = config
+        .urls[(w + config.connections * (k % 2)) % config.urls.length]!;
+      try {
+        const ws = await open(url, config.protocols);
+        const echoed = new Promise((r) => (ws.onmessage = r));
+        ws.send(data);
+        await echoed;
+        const gone = closed(ws);
+        ws.close(1000, "bench done");
+        await gone;
+        done++;
+      } catch {
+        failed++;
+        await sleep(5);
+      }
+    }
+  };
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: config.connections }, (_, w) => worker(w)),
+  );
+  return {
+    handshakes_per_s: done / ((performance.now() - start) / 1000),
+    failed,
+  };
+}
+
+/** Opens the connections, proves each relays, then waits for a line on stdin to close. */
+async function idle(config: LoadConfig) {
+  const sockets = await openMany(config, config.connections);
+  await Promise.all(sockets.map((ws) => {
+    const echoed = new Promise((r) => (ws.onmessage = r));
+    ws.send("ping");
+    return echoed;
+  }));
+  console.log(JSON.stringify({ ready: sockets.length }));
+  const buf = new Uint8Array(16);
+  await Deno.stdin.read(buf);
+  const start = performance.now();
+  await closeAll(sockets);
+  return { opened: sockets.length, close_ms: performance.now() - start };
+}
+
+/** 20 ms of 24 kHz mono PCM16, base64: the size of a browser's append every 20 ms. */
+function appendEvent(): string {
+  const pcm = new Uint8Array(960);
+  for (let i = 0; i < pcm.length; i++) pcm[i] = (i * 37) & 0xff;
+  const audio = btoa(String.fromCharCode(...pcm));
+  return JSON.stringify({ type: "input_audio_buffer.append", audio });
+}
+
+async function voice(config: LoadConfig) {
+  const sockets = await openMany(config, config.connections);
+  const event = appendEvent();
+  let received = 0;
+  let sent = 0;
+  for (const ws of sockets) ws.onmessage = () => received++;
+  const start = performance.now();
+  const end = start + config.durationS * 1000;
+  // One tick for all sessions, each sending its 20 ms of audio, staggered.
+  for (let tick = 0; performance.now() < end; tick++) {
+    const due = start + tick * 20;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    for (const ws of sockets) {
+      if (ws.readyState === WebSocket.OPEN) {
+        ws.send(event);
+        sent++;
+      }
+    }
+  }
+  await sleep(200);
+  const seconds = (performance.now() - start) / 1000;
+  const stillOpen =
+    sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length;
+  await closeAll(sockets);
+  return {
+    sent,
+    received,
+    session_seconds: seconds * config.connections,
+    still_open: stillOpen,
+  };
+}
+
+/** Asks for a flood, stops reading for `durationS`, then reads to the close frame. */
+async function slow(config: LoadConfig) {
+  const client = await rawClient(config.urls[0]!, {
+    protocols: config.protocols ?? [],
+  });
+  await client.send(FLOOD_COMMAND);
+  console.log(JSON.stringify({ ready: 1 }));
+  await sleep(config.durationS * 1000);
+  let bytes = 0;
+  const drain = client.readUntilClose((e) => {
+    if (e.kind === "message") bytes += e.data.length;
+  });
+  const timeout = sleep(8000).then(() => "timeout" as const);
+  const outcome = await Promise.race([drain, timeout]);
+  client.abort();
+  if (outcome === "timeout") {
+    return { close_code: null, reason: "still open", read_bytes: bytes };
+  }
+  return {
+    close_code: outcome?.code ?? null,
+    reason: outcome?.reason ?? "",
+    read_bytes: bytes,
+  };
+}
+
+if (import.meta.main) {
+  const config: LoadConfig = JSON.parse(await Deno.readTextFile(Deno.args[0]!));
+  const run =
+    { latency, throughput, handshake, idle, voice, slow }[config.mode];
+  const result = await run(config);
+  console.log(JSON.stringify({ result }));
+  Deno.exit(0);
+}

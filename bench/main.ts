@@ -1,0 +1,568 @@
+/**
+ * The benchmark suite: the relay against its peers (direct, a naive Deno relay,
+ * a Node `ws` relay, nginx), side by side in one run on one echo upstream.
+ * `deno task bench [--quick] [--only case,case] [--targets a,b]`; results go to
+ * bench/results/<mode>.json and the chart to docs/benchmarks.svg.
+ * @module
+ */
+import { startAuthStandIn } from "../tests/stand_ins/auth.ts";
+import { cpuSeconds, rssBytes, type Server, startServer } from "./procs.ts";
+import type { LoadConfig } from "./load.ts";
+import { renderChart, type Report } from "./chart.ts";
+
+const QUICK = Deno.args.includes("--quick");
+const argValue = (name: string) => {
+  const at = Deno.args.indexOf(name);
+  return at >= 0 ? Deno.args[at + 1] : undefined;
+};
+const ONLY = argValue("--only")?.split(",");
+const TARGET_FILTER = argValue("--targets")?.split(",");
+
+const BENCH = new URL(".", import.meta.url).pathname;
+const ROOT = new URL("..", import.meta.url).pathname;
+const DENO = Deno.execPath();
+/** The load generator gets core 0; every server (upstream, relay, baseline) core 1. */
+const LOAD_CORE = 0;
+/** Extra `deno run` flags for the relay, e.g. BENCH_RELAY_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const RELAY_FLAGS = (Deno.env.get("BENCH_RELAY_FLAGS") ?? "").split(" ").filter(
+  Boolean,
+);
+const SERVER_CORE = 1;
+
+const PORTS = {
+  upstream: 18080,
+  nginx: 18081,
+  naive: 18082,
+  node: 18083,
+  relay: 18084,
+  auth: 18085,
+};
+const UPSTREAM = `ws://127.0.0.1:${PORTS.upstream}`;
+
+type TargetName = "direct" | "naive_deno" | "node_ws" | "nginx" | "relay";
+const TARGETS: TargetName[] =
+  (["direct", "naive_deno", "node_ws", "nginx", "relay"] as const)
+    .filter((t) => !TARGET_FILTER || TARGET_FILTER.includes(t));
+
+/** Sizes per mode: full for the table, quick as CI's smoke check of the harness. */
+const SIZE = QUICK
+  ? {
+    reps: 1,
+    seconds: 1,
+    idle: 100,
+    voiceSessions: 10,
+    voiceSeconds: 2,
+    slowSeconds: 2,
+  }
+  : {
+    reps: 3,
+    seconds: 4,
+    idle: 2000,
+    voiceSessions: 50,
+    voiceSeconds: 20,
+    slowSeconds: 6,
+  };
+
+/** Relay settings: defaults, except the two caps a case needs raised (see docs/BENCHMARKS.md). */
+const RELAY_RAISED = {
+  // Cases 1-3 send thousands of messages per second on one connection; the
+  // limiter still runs on every message, only its ceiling is out of the way.
+  RELAY_RATE_LIMIT: "1000000",
+  // Case 5 holds 2,000 connections (the default instance cap is 1,000); the
+  // per-user cap stays 5 and the cases use several users' tokens instead.
+  RELAY_MAX_CONNECTIONS: "2100",
+};
+
+const auth = await startAuthStandIn({ port: PORTS.auth });
+/** Enough users for the largest case at the default per-user cap of 5. */
+const USERS = Math.max(40, SIZE.idle / 5 + 20);
+const esTokens: string[] = [];
+const hsTokens: string[] = [];
+for (let i = 0; i < USERS; i++) {
+  const session = await auth.issueDevToken({
+    email: `bench${i}@example.com`,
+    expiresInS: 7200,
+  });
+  esTokens.push(session.access_token);
+  hsTokens.push(
+    await auth.signHs256({
+      sub: session.user.id,
+      email: `bench${i}@example.com`,
+    }, {
+      expiresInS: 7200,
+    }),
+  );
+}
+
+function relayEnv(): Record<string, string> {
+  return {
+    PATH: Deno.env.get("PATH") ?? "",
+    HOME: Deno.env.get("HOME") ?? "/tmp",
+    DENO_DIR: Deno.env.get("DENO_DIR") ?? "",
+    SUPABASE_URL: auth.url,
+    SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
+    OPENAI_API_KEY: "sk-bench-not-a-real-key",
+    OPENAI_REALTIME_URL: `${UPSTREAM}/v1/realtime`,
+    PORT: String(PORTS.relay),
+    ...RELAY_RAISED,
+  };
+}
+
+/** URLs for `users` users on a target; the relay's carry each user's token. */
+function urlsFor(
+  target: TargetName,
+  users: number,
+  tokens = esTokens,
+): string[] {
+  const path = "/v1/realtime?model=gpt-realtime";
+  if (target !== "relay") {
+    const port = {
+      direct: PORTS.upstream,
+      naive_deno: PORTS.naive,
+      node_ws: PORTS.node,
+      nginx: PORTS.nginx,
+    }[target];
+    return [`ws://127.0.0.1:${port}${path}`];
+  }
+  return tokens.slice(0, users).map((t) =>
+    `ws://127.0.0.1:${PORTS.relay}/relay?jwt=${t}`
+  );
+}
+
+const tmp = await Deno.makeTempDir({ prefix: "relay-bench-" });
+
+async function startTarget(target: TargetName): Promise<Server> {
+  const env = {
+    PATH: Deno.env.get("PATH") ?? "",
+    HOME: Deno.env.get("HOME") ?? "/tmp",
+  };
+  switch (target) {
+    case "direct":
+      return upstream;
+    case "naive_deno":
+      return await startServer(
+        target,
+        [
+          DENO,
+          "run",
+          "-A",
+          `${BENCH}baselines/naive_deno_relay.ts`,
+          "--port",
+          String(PORTS.naive),
+          "--upstream",
+          UPSTREAM,
+        ],
+        { port: PORTS.naive, core: SERVER_CORE, env },
+      );
+    case "node_ws":
+      return await startServer(
+        target,
+        [
+          "node",
+          `${BENCH}baselines/node_ws_relay.mjs`,
+          "--port",
+          String(PORTS.node),
+          "--upstream",
+          UPSTREAM,
+        ],
+        { port: PORTS.node, core: SERVER_CORE, env },
+      );
+    case "nginx": {
+      const prefix = `${tmp}/nginx/`;
+      await Deno.mkdir(`${prefix}tmp`, { recursive: true });
+      return await startServer(
+        target,
+        ["nginx", "-c", `${BENCH}baselines/nginx.conf`, "-p", prefix],
+        { port: PORTS.nginx, core: SERVER_CORE, env },
+      );
+    }
+    case "relay":
+      return await startServer(
+        target,
+        [
+          DENO,
+          "run",
+          "-A",
+          ...RELAY_FLAGS,
+          `${ROOT}supabase/functions/relay/index.ts`,
+        ],
+        { port: PORTS.relay, core: SERVER_CORE, env: relayEnv(), cwd: ROOT },
+      );
+  }
+}
+
+async function stopTarget(server: Server): Promise<void> {
+  if (server !== upstream) await server.stop();
+}
+
+/** Runs the load generator on its own core; `onLine` sees its progress lines. */
+async function load(
+  config: LoadConfig,
+  during?: (
+    line: Record<string, unknown>,
+    stdin: WritableStreamDefaultWriter<Uint8Array>,
+  ) => Promise<void>,
+): Promise<Record<string, number | string | null>> {
+  const file = `${tmp}/load-${crypto.randomUUID()}.json`;
+  await Deno.writeTextFile(file, JSON.stringify(config));
+  const child = new Deno.Command("bash", {
+    args: [
+      "-c",
+      `ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec taskset -c ${LOAD_CORE} '${DENO}' run -A '${BENCH}load.ts' '${file}'`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const stdin = child.stdin.getWriter();
+  let result: Record<string, number | string | null> | null = null;
+  let rest = "";
+  for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+    rest += chunk;
+    let nl;
+    while ((nl = rest.indexOf("\n")) >= 0) {
+      const line = JSON.parse(rest.slice(0, nl));
+      rest = rest.slice(nl + 1);
+      if (line.result) result = line.result;
+      else if (during) await during(line, stdin);
+    }
+  }
+  await stdin.close().catch(() => {});
+  const status = await child.status;
+  await Deno.remove(file);
+  if (!status.success || !result) {
+    throw new Error(`load generator failed (${config.mode})`);
+  }
+  return result;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const base = {
+  protocols: ["realtime"],
+  connections: 1,
+  inflight: 1,
+  messageBytes: 64,
+  binary: false,
+};
+
+/** One case: what it measures, and how to run it once against a target. */
+interface CaseDef {
+  readonly title: string;
+  readonly metric: string;
+  readonly unit: string;
+  readonly better: "higher" | "lower";
+  run(
+    target: TargetName,
+    server: Server,
+  ): Promise<Record<string, number | string | null>>;
+}
+
+const CASES: Record<string, CaseDef> = {
+  latency: {
+    title: "1. Round trip, 64 B text, 1 connection (p50)",
+    metric: "p50_us",
+    unit: "µs",
+    better: "lower",
+    run: (t) =>
+      load({
+        ...base,
+        mode: "latency",
+        urls: urlsFor(t, 1),
+        durationS: SIZE.seconds,
+      }),
+  },
+  small_throughput: {
+    title: "2. Throughput, 64 B text, 50 conns x 16 in flight",
+    metric: "msgs_per_s",
+    unit: "msg/s",
+    better: "higher",
+    run: (t) =>
+      load({
+        ...base,
+        mode: "throughput",
+        urls: urlsFor(t, 10),
+        durationS: SIZE.seconds,
+        connections: 50,
+        inflight: 16,
+      }),
+  },
+  audio_throughput: {
+    title: "3. Throughput, 32 KiB binary, 10 conns x 4 in flight",
+    metric: "mb_per_s",
+    unit: "MB/s",
+    better: "higher",
+    run: (t) =>
+      load({
+        ...base,
+        mode: "throughput",
+        urls: urlsFor(t, 2),
+        durationS: SIZE.seconds,
+        connections: 10,
+        inflight: 4,
+        messageBytes: 32 * 1024,
+        binary: true,
+      }),
+  },
+  handshake: {
+    title: "4. Handshakes (open, echo, close), concurrency 20, ES256 via JWKS",
+    metric: "handshakes_per_s",
+    unit: "/s",
+    better: "higher",
+    run: (t) =>
+      load({
+        ...base,
+        mode: "handshake",
+        urls: urlsFor(t, 40),
+        durationS: SIZE.seconds,
+        connections: 20,
+      }),
+  },
+  handshake_hs256: {
+    title: "4b. Handshakes, concurrency 20, HS256 via /auth/v1/user",
+    metric: "handshakes_per_s",
+    unit: "/s",
+    better: "higher",
+    run: (t) =>
+      load({
+        ...base,
+        mode: "handshake",
+        urls: urlsFor(t, 40, hsTokens),
+        durationS: SIZE.seconds,
+        connections: 20,
+      }),
+  },
+  memory: {
+    title: `5. RSS per idle relayed connection (${SIZE.idle} connections)`,
+    metric: "kib_per_conn",
+    unit: "KiB",
+    better: "lower",
+    async run(t, server) {
+      const before = rssBytes(server.pid);
+      let during = 0;
+      const result = await load(
+        {
+          ...base,
+          mode: "idle",
+          urls: urlsFor(t, SIZE.idle / 5),
+          durationS: 0,
+          connections: SIZE.idle,
+        },
+        async (_line, stdin) => {
+          await sleep(500);
+          during = rssBytes(server.pid);
+          await stdin.write(new TextEncoder().encode("close\n"));
+        },
+      );
+      await sleep(1500);
+      const after = rssBytes(server.pid);
+      return {
+        ...result,
+        kib_per_conn: (during - before) / 1024 / SIZE.idle,
+        rss_before_mib: before / 2 ** 20,
+        rss_open_mib: during / 2 ** 20,
+        rss_after_close_mib: after / 2 ** 20,
+      };
+    },
+  },
+  voice: {
+    title:
+      `6. Voice sessions (${SIZE.voiceSessions} at once): CPU-s per 400 s session`,
+    metric: "cpu_s_per_400s",
+    unit: "CPU-s",
+    better: "lower",
+    async run(t, server) {
+      const cpu0 = cpuSeconds(server.pid);
+      const result = await load({
+        ...base,
+        mode: "voice",
+        urls: urlsFor(t, SIZE.voiceSessions / 5),
+        durationS: SIZE.voiceSeconds,
+        connections: SIZE.voiceSessions,
+      });
+      const cpu = cpuSeconds(server.pid) - cpu0;
+      return {
+        ...result,
+        cpu_s: cpu,
+        cpu_s_per_400s: (cpu / Number(result.session_seconds)) * 400,
+      };
+    },
+  },
+  slow_reader: {
+    title: "7. Slow reader: peak RSS growth while the upstream floods",
+    metric: "rss_growth_mib",
+    unit: "MiB",
+    better: "lower",
+    async run(t, server) {
+      const before = rssBytes(server.pid);
+      const samples: number[] = [];
+      let sampling = false;
+      const sampler = (async () => {
+        while (!sampling) await sleep(20);
+        while (sampling) {
+          samples.push((rssBytes(server.pid) - before) / 2 ** 20);
+          await sleep(250);
+        }
+      })();
+      const result = await load(
+        {
+          ...base,
+          mode: "slow",
+          urls: urlsFor(t, 1),
+          durationS: SIZE.slowSeconds,
+        },
+        () => Promise.resolve(void (sampling = true)),
+      );
+      sampling = false;
+      await sampler;
+      return {
+        ...result,
+        rss_growth_mib: Math.max(0, ...samples),
+        rss_series_mib: samples.map((s) => s.toFixed(1)).join(" "),
+      };
+    },
+  },
+};
+
+function summarise(values: number[]) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const median = sorted.length % 2
+    ? sorted[(sorted.length - 1) / 2]!
+    : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+  return { median, min: sorted[0]!, max: sorted[sorted.length - 1]! };
+}
+
+async function version(cmd: string, args: string[]): Promise<string> {
+  try {
+    const out = await new Deno.Command(cmd, {
+      args,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return (new TextDecoder().decode(out.stdout) +
+      new TextDecoder().decode(out.stderr)).trim()
+      .split("\n")[0]!;
+  } catch {
+    return "unavailable";
+  }
+}
+
+const startedAt = new Date();
+const upstream: Server = await startServer(
+  "upstream",
+  [DENO, "run", "-A", `${BENCH}upstream.ts`, "--port", String(PORTS.upstream)],
+  {
+    port: PORTS.upstream,
+    core: SERVER_CORE,
+    env: { PATH: Deno.env.get("PATH") ?? "" },
+  },
+);
+
+const results: Record<string, unknown> = {};
+try {
+  for (const [name, def] of Object.entries(CASES)) {
+    if (ONLY && !ONLY.includes(name)) continue;
+    const runs: Record<string, Record<string, unknown>[]> = {};
+    const targets = name === "handshake_hs256"
+      ? TARGETS.filter((t) => t === "relay")
+      : TARGETS;
+    for (let rep = 0; rep < SIZE.reps; rep++) {
+      // Targets interleave within each repetition, so drift on the machine hits all alike.
+      for (const target of targets) {
+        const server = await startTarget(target);
+        try {
+          const run = await def.run(target, server);
+          (runs[target] ??= []).push(run);
+          console.error(
+            `${name} ${target} #${rep + 1}: ${def.metric}=${
+              Number(run[def.metric]).toFixed(2)
+            }`,
+          );
+        } finally {
+          await stopTarget(server);
+        }
+      }
+    }
+    const summary: Record<string, unknown> = {};
+    for (const [target, list] of Object.entries(runs)) {
+      summary[target] = {
+        ...summarise(list.map((r) => Number(r[def.metric]))),
+        runs: list,
+      };
+    }
+    results[name] = {
+      title: def.title,
+      metric: def.metric,
+      unit: def.unit,
+      better: def.better,
+      targets: summary,
+    };
+  }
+} finally {
+  await upstream.stop();
+  await auth.close();
+  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+}
+
+const report = {
+  mode: QUICK ? "quick" : "full",
+  started_at: startedAt.toISOString(),
+  duration_s: Math.round((Date.now() - startedAt.getTime()) / 1000),
+  machine: {
+    cpus: navigator.hardwareConcurrency,
+    cpu_model:
+      /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))
+        ?.[1] ?? "",
+    mem_gib: Math.round(Deno.systemMemoryInfo().total / 2 ** 30),
+    kernel: Deno.osRelease(),
+    pinning:
+      `load generator on core ${LOAD_CORE}; upstream and server under test on core ${SERVER_CORE}`,
+  },
+  versions: {
+    deno: Deno.version.deno,
+    node: await version("node", ["--version"]),
+    nginx: await version("nginx", ["-v"]),
+    ws: JSON.parse(await Deno.readTextFile(`${BENCH}package.json`)).dependencies
+      .ws,
+  },
+  relay_settings_raised: RELAY_RAISED,
+  sizes: SIZE,
+  cases: results,
+};
+const out = `${BENCH}results/${QUICK ? "quick" : "full"}.json`;
+await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");
+console.error(`wrote ${out}`);
+if (!QUICK && !ONLY && !TARGET_FILTER) {
+  await Deno.writeTextFile(
+    `${ROOT}docs/benchmarks.svg`,
+    renderChart(report as unknown as Report),
+  );
+  console.error("wrote docs/benchmarks.svg");
+}
+
+if (QUICK) {
+  // CI's smoke check: every case produced a figure for every target (not a timing check).
+  const missing: string[] = [];
+  for (
+    const [name, c] of Object.entries(results) as [
+      string,
+      { targets: Record<string, { median: number }> },
+    ][]
+  ) {
+    const want = name === "handshake_hs256" ? ["relay"] : TARGETS;
+    for (const t of want) {
+      if (!Number.isFinite(c.targets[t]?.median)) missing.push(`${name}/${t}`);
+    }
+  }
+  for (const name of Object.keys(CASES)) {
+    if (!ONLY && !(name in results)) missing.push(name);
+  }
+  if (missing.length) {
+    console.error(`bench --quick: no result for ${missing.join(", ")}`);
+    Deno.exit(1);
+  }
+  console.log(
+    `bench --quick: ${
+      Object.keys(results).length
+    } cases x ${TARGETS.length} targets produced results`,
+  );
+}

@@ -1,0 +1,96 @@
+/**
+ * The benches' common upstream: a Deno.serve + upgradeWebSocket echo that also
+ * plays the two scripted parts the benches need (a voice session and a flood).
+ * Run as its own process so it can be pinned to a core:
+ * `deno run -A bench/upstream.ts --port 18080`.
+ * @module
+ */
+
+/** First bytes of a client audio append (the voice profile's trigger). */
+const APPEND_PREFIX = '{"type":"input_audio_buffer.append"';
+/** A client text message that starts the flood (slow-reader case). */
+export const FLOOD_COMMAND = '{"type":"bench.flood"}';
+/** Flood message size and ceiling: enough to show whether a relay's memory is bounded. */
+const FLOOD_MESSAGE_BYTES = 32 * 1024;
+const FLOOD_TOTAL_BYTES = 96 * 1024 * 1024;
+/** The upstream keeps at most this much queued itself, so only the relay buffers. */
+const FLOOD_OWN_BUFFER = 1024 * 1024;
+
+/** The audio delta that answers one 20 ms append: same audio, OpenAI's GA event shape. */
+function audioDelta(append: string, n: number): string {
+  const start = append.indexOf('"audio":"');
+  const audio = start < 0
+    ? ""
+    : append.slice(start + 9, append.indexOf('"', start + 9));
+  return `{"type":"response.output_audio.delta","event_id":"event_${n}","response_id":"resp_bench",` +
+    `"item_id":"item_bench","output_index":0,"content_index":0,"delta":"${audio}"}`;
+}
+
+/** Small events a real session interleaves with audio (transcripts, and a usage report). */
+function smallEvent(n: number): string {
+  if (n % 250 === 0) {
+    return `{"type":"response.done","event_id":"event_${n}","response":{"id":"resp_bench",` +
+      `"status":"completed","usage":{"total_tokens":120,"input_tokens":80,"output_tokens":40}}}`;
+  }
+  return `{"type":"response.output_audio_transcript.delta","event_id":"event_${n}",` +
+    `"response_id":"resp_bench","item_id":"item_bench","output_index":0,"content_index":0,` +
+    `"delta":"hello "}`;
+}
+
+function flood(socket: WebSocket): void {
+  const chunk = new Uint8Array(FLOOD_MESSAGE_BYTES).fill(0x61);
+  let sent = 0;
+  const pump = () => {
+    while (socket.readyState === WebSocket.OPEN && sent < FLOOD_TOTAL_BYTES) {
+      if (socket.bufferedAmount > FLOOD_OWN_BUFFER) {
+        return void setTimeout(pump, 5);
+      }
+      socket.send(chunk);
+      sent += chunk.byteLength;
+    }
+  };
+  pump();
+}
+
+/** Handles one upgraded socket: echo, plus the scripted parts. */
+function serveSocket(socket: WebSocket): void {
+  socket.binaryType = "arraybuffer";
+  let appends = 0;
+  socket.onmessage = (event) => {
+    const data = event.data;
+    if (typeof data === "string" && data.startsWith(APPEND_PREFIX)) {
+      appends++;
+      socket.send(audioDelta(data, appends));
+      if (appends % 25 === 0) socket.send(smallEvent(appends));
+      return;
+    }
+    if (data === FLOOD_COMMAND) return flood(socket);
+    socket.send(data);
+  };
+  socket.onerror = (event) => event.preventDefault();
+}
+
+/** Starts the upstream on 127.0.0.1:`port`; any path, selects `realtime` when offered. */
+export function startUpstream(port: number): Deno.HttpServer {
+  return Deno.serve(
+    { hostname: "127.0.0.1", port, onListen: () => {} },
+    (request) => {
+      const offered = (request.headers.get("sec-websocket-protocol") ?? "")
+        .split(",")
+        .map((p) => p.trim());
+      const { socket, response } = Deno.upgradeWebSocket(request, {
+        ...(offered.includes("realtime") ? { protocol: "realtime" } : {}),
+        idleTimeout: 0,
+      });
+      serveSocket(socket);
+      return response;
+    },
+  );
+}
+
+if (import.meta.main) {
+  const at = Deno.args.indexOf("--port");
+  const port = Number(at >= 0 ? Deno.args[at + 1] : 18080);
+  startUpstream(port);
+  console.log(JSON.stringify({ event: "listening", port }));
+}
