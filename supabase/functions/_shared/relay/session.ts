@@ -179,7 +179,10 @@ export class RelaySession {
   #fromUpstream(data: Message): void {
     if (this.#ending) return;
     if (typeof data === "string") this.#reportUsage(data);
-    if (this.#client.readyState === WebSocket.OPEN) return this.#sendToClient(data);
+    const state = this.#client.readyState;
+    if (state === WebSocket.OPEN) return this.#sendToClient(data);
+    // Closing: the client's close event ends the connection; nothing to deliver to.
+    if (state !== WebSocket.CONNECTING) return;
     this.#toClient.push(data);
     this.#toClientBytes += messageBytes(data);
     if (this.#toClientBytes > this.#limits.maxBufferedBytes) {
