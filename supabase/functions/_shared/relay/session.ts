@@ -50,6 +50,9 @@ export interface SessionOptions {
   readonly lingerMs?: number;
 }
 
+/** Telemetry's record of a client that never finished its upgrade (it never sees this frame). */
+const CLIENT_OPEN_TIMEOUT: CloseFrame = { code: 1011, reason: "client_open_timeout" };
+
 /** setTimeout's ceiling; a longer delay would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -89,6 +92,7 @@ export class RelaySession {
   #toClientBytes = 0;
 
   #upstreamTimer: ReturnType<typeof setTimeout> | undefined;
+  #clientOpenTimer: ReturnType<typeof setTimeout> | undefined;
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #lingerTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -129,6 +133,13 @@ export class RelaySession {
       () => this.#end(RELAY_CLOSE.upstreamTimeout, "relay", "upstream_timeout"),
       options.limits.upstreamTimeoutMs,
     );
+    // A client whose upgrade never completes (Deno 2.1.4 sends no 101 to an
+    // HTTP/1.0 request) fires neither open nor close: give it as long as the
+    // upstream gets, so its slot and upstream socket are not held forever.
+    this.#clientOpenTimer = setTimeout(
+      () => this.#end(CLIENT_OPEN_TIMEOUT, "relay"),
+      options.limits.upstreamTimeoutMs,
+    );
     if (options.expiresAtMs !== null) {
       const delay = Math.min(MAX_TIMER_MS, Math.max(0, options.expiresAtMs - this.#now()));
       this.#expiryTimer = setTimeout(() => this.#end(RELAY_CLOSE.tokenExpired, "relay"), delay);
@@ -141,6 +152,7 @@ export class RelaySession {
   }
 
   #onClientOpen(): void {
+    clearTimeout(this.#clientOpenTimer);
     const queued = this.#toClient;
     this.#toClient = [];
     this.#toClientBytes = 0;
@@ -298,6 +310,7 @@ export class RelaySession {
 
   #stopTimers(): void {
     clearTimeout(this.#upstreamTimer);
+    clearTimeout(this.#clientOpenTimer);
     clearTimeout(this.#expiryTimer);
   }
 
