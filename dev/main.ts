@@ -28,7 +28,7 @@ async function main(): Promise<void> {
     `auth     http://127.0.0.1:${ports.auth}/auth/v1  Supabase Auth stand-in (ES256 dev tokens, JWKS)`,
     stack.openai
       ? `openai   ws://127.0.0.1:${ports.openai}/v1/realtime  OpenAI Realtime stand-in (set OPENAI_API_KEY to use OpenAI)`
-      : `openai   wss://api.openai.com/v1/realtime  real OpenAI (OPENAI_API_KEY is set)`,
+      : `openai   ${stack.settings.openaiRealtimeUrl}  real OpenAI (OPENAI_API_KEY is set)`,
     `relay    ${stack.relayUrl}/relay  the relay function (also /relay/echo, /relay/health)`,
     `demo     ${stack.demoUrl}  open this in a browser`,
     "",
