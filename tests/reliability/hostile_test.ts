@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { RelayUnderTest } from "../helpers/relay_harness.ts";
-import { TestClient, within } from "../helpers/ws_client.ts";
+import { TestClient, until, within } from "../helpers/ws_client.ts";
 import { base64url, forgeToken } from "../stand_ins/auth.ts";
 import { rawClient } from "../stand_ins/raw_client.ts";
 import { encodeFrame, Opcode } from "../stand_ins/ws_frames.ts";
@@ -22,38 +22,47 @@ interface RawAnswer {
   body: string;
 }
 
-/** Writes `bytes` on a fresh TCP connection and reads one HTTP answer (or the close); fails after 3 s. */
-async function rawRequest(port: number, bytes: Uint8Array, what: string): Promise<RawAnswer> {
+/** No answer within the wait (status of a {@linkcode RawAnswer}). */
+const SILENT = -1;
+
+/**
+ * Writes `bytes` on a fresh TCP connection and reads one HTTP answer (or the
+ * close). Waits up to `ms`; then the status is {@linkcode SILENT}.
+ */
+async function rawRequest(port: number, bytes: Uint8Array, ms = 3000): Promise<RawAnswer> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    return await within(
-      (async () => {
-        // The server may answer and close before reading everything we send.
-        await conn.write(bytes).catch(() => 0);
-        let text = "";
-        const buffer = new Uint8Array(64 * 1024);
-        for (;;) {
-          const end = text.indexOf("\r\n\r\n");
-          if (end >= 0) {
-            const head = text.slice(0, end);
-            const length = Number(/content-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
-            const body = text.slice(end + 4);
-            if (encoder.encode(body).byteLength >= length || /101 /.test(head.split("\r\n")[0]!)) {
-              return { status: Number(head.split(" ")[1]), head, body };
-            }
-          }
-          const n = await conn.read(buffer).catch(() => null);
-          if (n === null) return { status: null, head: text, body: "" };
-          text += decoder.decode(buffer.subarray(0, n), { stream: true });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const silent = new Promise<RawAnswer>((resolve) => {
+    timer = setTimeout(() => resolve({ status: SILENT, head: "", body: "" }), ms);
+  });
+  const answer = (async (): Promise<RawAnswer> => {
+    // The server may answer and close before reading everything we send.
+    await conn.write(bytes).catch(() => 0);
+    let text = "";
+    const buffer = new Uint8Array(64 * 1024);
+    for (;;) {
+      const end = text.indexOf("\r\n\r\n");
+      if (end >= 0) {
+        const head = text.slice(0, end);
+        const length = Number(/content-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
+        const body = text.slice(end + 4);
+        if (encoder.encode(body).byteLength >= length || / 101 /.test(head.split("\r\n")[0]!)) {
+          return { status: Number(head.split(" ")[1]), head, body };
         }
-      })(),
-      3000,
-      `an answer to ${what}`,
-    );
+      }
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) return { status: null, head: text, body: "" };
+      text += decoder.decode(buffer.subarray(0, n), { stream: true });
+    }
+  })();
+  try {
+    return await Promise.race([answer, silent]);
   } finally {
+    clearTimeout(timer);
     try {
       conn.close();
     } catch { /* closed */ }
+    await answer.catch(() => {});
   }
 }
 
@@ -84,7 +93,7 @@ async function stillServes(relay: RelayUnderTest, token: string): Promise<void> 
 
 Deno.test("hostile handshakes over raw TCP get a 4xx, never a 500 or a hang", async () => {
   let cases = 0;
-  await withCheckedRelay({}, async (relay, secret) => {
+  await withCheckedRelay({ env: { RELAY_UPSTREAM_TIMEOUT_MS: "500" } }, async (relay, secret) => {
     const token = secret(await relay.auth.signEs256());
     const q = `?jwt=${token}`;
     // [name, raw request, acceptable statuses (null: TCP closed without an answer), expected error code]
@@ -129,8 +138,10 @@ Deno.test("hostile handshakes over raw TCP get a 4xx, never a 500 or a hang", as
       [
         "HTTP/1.0 upgrade",
         upgradeHead(`/relay/echo${q}`, {}).replace("HTTP/1.1", "HTTP/1.0"),
-        // Deno upgrades an HTTP/1.0 request that carries a valid handshake; the token still applies.
-        [101, 400, 426, 505, null],
+        // Deno 2.9 upgrades an HTTP/1.0 request that carries a valid handshake (the
+        // token still applies); 2.1.4 never answers it. regressions_test.ts proves
+        // that such a stuck upgrade releases its slot and upstream.
+        [101, 400, 426, 505, null, SILENT],
       ],
       ["garbage bytes", crypto.getRandomValues(new Uint8Array(2048)), [400, null]],
       ["not HTTP at all", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 TLS hello\r\n\r\n", [
@@ -140,7 +151,7 @@ Deno.test("hostile handshakes over raw TCP get a 4xx, never a 500 or a hang", as
       [
         "a 100 KiB header",
         upgradeHead(`/relay/echo${q}`, { "x-huge": "a".repeat(100 * 1024) }),
-        [400, 431, null],
+        [101, 400, 431, null],
       ],
       [
         "2,000 headers",
@@ -148,7 +159,7 @@ Deno.test("hostile handshakes over raw TCP get a 4xx, never a 500 or a hang", as
           `/relay/echo${q}`,
           Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`x-h${i}`, "v"])),
         ),
-        [400, 431, null],
+        [101, 400, 431, null],
       ],
       ["a 64 KiB path", upgradeHead(`/relay/${"a".repeat(64 * 1024)}`, {}), [
         400,
@@ -166,12 +177,16 @@ Deno.test("hostile handshakes over raw TCP get a 4xx, never a 500 or a hang", as
       ["no token", upgradeHead(`/relay/echo`, {}), [401], "missing_token"],
       ["empty jwt", upgradeHead(`/relay/echo?jwt=`, {}), [401], "missing_token"],
     ];
+    // Huge but well-formed requests carry a valid token: Deno 2.1.4 upgrades them
+    // (101), 2.9 refuses them (431 or a closed socket). Neither is a 500 or a hang.
     for (const [name, request, statuses, error] of table) {
       const bytes = typeof request === "string" ? encoder.encode(request) : request;
-      const answer = await rawRequest(relay.port, bytes, name);
+      const answer = await rawRequest(relay.port, bytes, statuses.includes(SILENT) ? 1000 : 3000);
       assert.ok(
         statuses.includes(answer.status),
-        `${name}: got ${answer.status}, want one of ${statuses.join(", ")}`,
+        `${name}: got ${answer.status === SILENT ? "no answer" : answer.status}, want one of ${
+          statuses.join(", ")
+        }`,
       );
       assert.notEqual(answer.status, 500, name);
       if (error) {
@@ -185,6 +200,8 @@ Deno.test("hostile handshakes over raw TCP get a 4xx, never a 500 or a hang", as
       cases++;
     }
     await stillServes(relay, token);
+    // An upgrade left unanswered (HTTP/1.0 on Deno 2.1.4) is released after the upstream timeout.
+    await until(() => relay.relay.connections() === 0, 8000, "stuck upgrades released");
   });
   recordFigure({
     area: "Hostile handshakes (raw TCP)",
