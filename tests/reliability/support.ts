@@ -134,7 +134,7 @@ export interface RelayProcess {
   stop(): Promise<number>;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -143,7 +143,7 @@ async function freePort(): Promise<number> {
 
 /** Starts the relay entrypoint as a subprocess with `env` and waits until /relay/health answers. */
 export async function startRelayProcess(env: Record<string, string>): Promise<RelayProcess> {
-  const port = await freePort();
+  const port = freePort();
   const entry = new URL("../../supabase/functions/relay/index.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--quiet", entry],
