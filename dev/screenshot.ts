@@ -5,6 +5,7 @@
  * @module
  */
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "../tests/e2e/chromium.ts";
 import { startDevStack } from "./stack.ts";
 
 const out = Deno.args[0] ?? new URL("../docs/demo.png", import.meta.url).pathname;
@@ -13,8 +14,8 @@ const stack = await startDevStack({
   telemetry: () => {},
 });
 const browser = await chromium.launch({
-  executablePath: Deno.env.get("RELAY_E2E_CHROMIUM") ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"],
+  executablePath: CHROMIUM,
+  args: [...CHROMIUM_ARGS],
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });

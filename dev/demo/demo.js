@@ -260,7 +260,16 @@ function tickExpiry() {
   $("expires").textContent = left > 0 ? `in ${left} s` : `expired ${-left} s ago`;
 }
 
+/** Attributes kept out of index.html so both Deno formatters agree on its layout. */
+function decorate() {
+  Object.assign($("ttl"), { type: "number", min: "1" });
+  $("free-text").placeholder = "Say something…";
+  $("send-ask").title = "conversation.item.create + response.create";
+  $("send-text").title = "sends the text as one frame, unchanged";
+}
+
 async function init() {
+  decorate();
   demo.config = await (await fetch("/dev/config")).json();
   $("relay-url").textContent = demo.config.relayUrl;
   $("upstream").textContent = demo.config.upstream === "openai"
