@@ -284,9 +284,11 @@ Deno.test({
       if (writerClosed.code !== 1013) {
         assert.ok([0, 1006].includes(writerClosed.code), `writer saw ${writerClosed.code}`);
       }
-      await until(() => closedEvents(relay.output()).length >= 2, 5000, "second close logged");
-      const decided = closedEvents(relay.output())[1];
-      assert.deepEqual([decided?.code, decided?.reason], [1013, "buffer_full"]);
+      // A stalled upstream never answers the relay's close: the session lingers up to 5 s.
+      await until(() => closedEvents(relay.output()).length >= 2, 10_000, "both closes logged");
+      for (const decided of closedEvents(relay.output())) {
+        assert.deepEqual([decided.code, decided.reason], [1013, "buffer_full"]);
+      }
       figures["slow upstream: code the writer saw"] = writerClosed.code;
       figures["slow upstream: MiB sent before the cut"] = Math.round(sent * 64 / 1024);
       figures["slow upstream peak RSS growth MiB"] = Math.round((peak2 - baseline) / MiB);
