@@ -26,6 +26,8 @@ export interface LoadConfig {
 }
 
 const WARMUP_MS = 300;
+/** Voice sessions run this long before the CPU window opens (handshakes, JIT). */
+const VOICE_WARMUP_MS = 1000;
 
 function open(
   url: string,
@@ -183,17 +185,36 @@ async function handshake(config: LoadConfig) {
   };
 }
 
-/** Opens the connections, proves each relays, then waits for a line on stdin to close. */
-async function idle(config: LoadConfig) {
-  const sockets = await openMany(config, config.connections);
+const WARM_CONNECTIONS = 20;
+
+async function echoOnce(sockets: WebSocket[]): Promise<void> {
   await Promise.all(sockets.map((ws) => {
     const echoed = new Promise((r) => (ws.onmessage = r));
     ws.send("ping");
     return echoed;
   }));
-  console.log(JSON.stringify({ ready: sockets.length }));
-  const buf = new Uint8Array(16);
-  await Deno.stdin.read(buf);
+}
+
+async function nextLine(): Promise<void> {
+  await Deno.stdin.read(new Uint8Array(16));
+}
+
+/**
+ * Warms the server up (a few connections opened, used, closed: lazy module
+ * loads and JIT are not per-connection memory), says `warm` and waits for a
+ * line; then opens the connections, proves each relays, says `ready` and waits
+ * for a line to close them.
+ */
+async function idle(config: LoadConfig) {
+  const warm = await openMany(config, WARM_CONNECTIONS);
+  await echoOnce(warm);
+  await closeAll(warm);
+  console.log(JSON.stringify({ stage: "warm" }));
+  await nextLine();
+  const sockets = await openMany(config, config.connections);
+  await echoOnce(sockets);
+  console.log(JSON.stringify({ stage: "ready" }));
+  await nextLine();
   const start = performance.now();
   await closeAll(sockets);
   return { opened: sockets.length, close_ms: performance.now() - start };
@@ -214,9 +235,15 @@ async function voice(config: LoadConfig) {
   let sent = 0;
   for (const ws of sockets) ws.onmessage = () => received++;
   const start = performance.now();
-  const end = start + config.durationS * 1000;
-  // One tick for all sessions, each sending its 20 ms of audio, staggered.
+  const end = start + config.durationS * 1000 + VOICE_WARMUP_MS;
+  let steady = false;
+  // One tick for all sessions, each sending its 20 ms of audio.
   for (let tick = 0; performance.now() < end; tick++) {
+    if (!steady && performance.now() - start > VOICE_WARMUP_MS) {
+      // The orchestrator reads the server's CPU from here to `steady_end`.
+      console.log(JSON.stringify({ stage: "steady" }));
+      steady = true;
+    }
     const due = start + tick * 20;
     const wait = due - performance.now();
     if (wait > 0) await sleep(wait);
@@ -227,6 +254,7 @@ async function voice(config: LoadConfig) {
       }
     }
   }
+  console.log(JSON.stringify({ stage: "steady_end" }));
   await sleep(200);
   const seconds = (performance.now() - start) / 1000;
   const stillOpen =

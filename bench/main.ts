@@ -59,7 +59,7 @@ const SIZE = QUICK
     seconds: 4,
     idle: 2000,
     voiceSessions: 50,
-    voiceSeconds: 20,
+    voiceSeconds: 10,
     slowSeconds: 6,
   };
 
@@ -337,29 +337,29 @@ const CASES: Record<string, CaseDef> = {
     unit: "KiB",
     better: "lower",
     async run(t, server) {
-      const before = rssBytes(server.pid);
-      let during = 0;
+      const rss = { warm: 0, open: 0 };
       const result = await load(
         {
           ...base,
           mode: "idle",
-          urls: urlsFor(t, SIZE.idle / 5),
+          urls: urlsFor(t, SIZE.idle / 5 + 4),
           durationS: 0,
           connections: SIZE.idle,
         },
-        async (_line, stdin) => {
+        async (line, stdin) => {
           await sleep(500);
-          during = rssBytes(server.pid);
-          await stdin.write(new TextEncoder().encode("close\n"));
+          if (line.stage === "warm") rss.warm = rssBytes(server.pid);
+          else rss.open = rssBytes(server.pid);
+          await stdin.write(new TextEncoder().encode("go\n"));
         },
       );
       await sleep(1500);
       const after = rssBytes(server.pid);
       return {
         ...result,
-        kib_per_conn: (during - before) / 1024 / SIZE.idle,
-        rss_before_mib: before / 2 ** 20,
-        rss_open_mib: during / 2 ** 20,
+        kib_per_conn: (rss.open - rss.warm) / 1024 / SIZE.idle,
+        rss_warm_mib: rss.warm / 2 ** 20,
+        rss_open_mib: rss.open / 2 ** 20,
         rss_after_close_mib: after / 2 ** 20,
       };
     },
@@ -371,19 +371,34 @@ const CASES: Record<string, CaseDef> = {
     unit: "CPU-s",
     better: "lower",
     async run(t, server) {
-      const cpu0 = cpuSeconds(server.pid);
-      const result = await load({
-        ...base,
-        mode: "voice",
-        urls: urlsFor(t, SIZE.voiceSessions / 5),
-        durationS: SIZE.voiceSeconds,
-        connections: SIZE.voiceSessions,
-      });
-      const cpu = cpuSeconds(server.pid) - cpu0;
+      // Steady state only: one-time warm-up (module loads, JIT) is not per session;
+      // a session's handshake is case 4.
+      const window = { cpu: 0, at: 0, seconds: 0, cpuS: 0 };
+      const result = await load(
+        {
+          ...base,
+          mode: "voice",
+          urls: urlsFor(t, SIZE.voiceSessions / 5),
+          durationS: SIZE.voiceSeconds,
+          connections: SIZE.voiceSessions,
+        },
+        (line) => {
+          if (line.stage === "steady") {
+            window.cpu = cpuSeconds(server.pid);
+            window.at = performance.now();
+          } else if (line.stage === "steady_end") {
+            window.cpuS = cpuSeconds(server.pid) - window.cpu;
+            window.seconds = (performance.now() - window.at) / 1000;
+          }
+          return Promise.resolve();
+        },
+      );
+      const sessionSeconds = window.seconds * SIZE.voiceSessions;
       return {
         ...result,
-        cpu_s: cpu,
-        cpu_s_per_400s: (cpu / Number(result.session_seconds)) * 400,
+        steady_cpu_s: window.cpuS,
+        steady_session_s: sessionSeconds,
+        cpu_s_per_400s: (window.cpuS / sessionSeconds) * 400,
       };
     },
   },
@@ -470,12 +485,18 @@ try {
       for (const target of targets) {
         const server = await startTarget(target);
         try {
+          const cpu0 = cpuSeconds(server.pid);
+          const upstreamCpu0 = cpuSeconds(upstream.pid);
           const run = await def.run(target, server);
+          run.server_cpu_s = cpuSeconds(server.pid) - cpu0;
+          run.upstream_cpu_s = cpuSeconds(upstream.pid) - upstreamCpu0;
           (runs[target] ??= []).push(run);
           console.error(
             `${name} ${target} #${rep + 1}: ${def.metric}=${
               Number(run[def.metric]).toFixed(2)
-            }`,
+            } server_cpu=${Number(run.server_cpu_s).toFixed(2)}s upstream_cpu=${
+              Number(run.upstream_cpu_s).toFixed(2)
+            }s`,
           );
         } finally {
           await stopTarget(server);

@@ -32,7 +32,8 @@ export async function startServer(
     ],
     env: opts.env ?? {},
     stdin: "null",
-    stdout: "null",
+    // BENCH_SERVER_LOG=<dir> keeps each server's stdout (e.g. --trace-gc lines) there.
+    stdout: Deno.env.get("BENCH_SERVER_LOG") ? "piped" : "null",
     stderr: "piped",
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
   }).spawn();
@@ -41,6 +42,14 @@ export async function startServer(
   child.stderr.pipeTo(
     new WritableStream({ write: (c) => void errors.push(decoder.decode(c)) }),
   ).catch(() => {});
+  const logDir = Deno.env.get("BENCH_SERVER_LOG");
+  if (logDir && child.stdout) {
+    const file = await Deno.open(`${logDir}/${name}-${child.pid}.log`, {
+      create: true,
+      write: true,
+    });
+    child.stdout.pipeTo(file.writable).catch(() => {});
+  }
   let exited = false;
   child.status.then(() => (exited = true));
   const deadline = Date.now() + 20_000;

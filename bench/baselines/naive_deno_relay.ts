@@ -14,7 +14,7 @@ const upstreamBase = arg("--upstream", "ws://127.0.0.1:18080");
 
 Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (req) => {
   const url = new URL(req.url);
-  const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 0 });
+  const { socket, response } = Deno.upgradeWebSocket(req);
   const upstream = new WebSocket(upstreamBase + url.pathname + url.search, [
     "realtime",
   ]);
