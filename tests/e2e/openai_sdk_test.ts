@@ -108,7 +108,6 @@ async function runSdkClient(
       RELAY_BASE_URL: env.baseURL,
       RELAY_TOKEN: env.token,
       SDK_CLIENT: client,
-      SDK_CA_FILE: env.caFile,
       NO_COLOR: "1",
     },
     stdout: "piped",

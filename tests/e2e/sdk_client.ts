@@ -6,7 +6,8 @@
  * Environment: `RELAY_BASE_URL` (https://127.0.0.1:<port>/relay), `RELAY_TOKEN`
  * (the user's Supabase access token, used as the SDK's API key), `SDK_CLIENT`
  * (`websocket`: the runtime-WebSocket client, key in a subprotocol; `ws`: the
- * Node `ws` client, key in an Authorization header), `SDK_CA_FILE` (for `ws`).
+ * Node `ws` client, key in an Authorization header). Both trust the test's CA
+ * through `DENO_CERT` (Deno's Node compatibility honours it for `ws` too).
  * @module
  */
 import OpenAI from "openai";
@@ -46,10 +47,7 @@ async function run(): Promise<SdkRunSummary> {
     error: null,
   };
   const rt = which === "ws"
-    ? new OpenAIRealtimeWS({
-      model: "gpt-realtime",
-      options: { ca: await Deno.readTextFile(Deno.env.get("SDK_CA_FILE") ?? "") },
-    }, client)
+    ? new OpenAIRealtimeWS({ model: "gpt-realtime" }, client)
     : new OpenAIRealtimeWebSocket({ model: "gpt-realtime" }, client);
   summary.path = rt.url.pathname;
 
