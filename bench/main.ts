@@ -9,6 +9,7 @@ import { startAuthStandIn } from "../tests/stand_ins/auth.ts";
 import { cpuSeconds, rssBytes, type Server, startServer } from "./procs.ts";
 import type { LoadConfig } from "./load.ts";
 import { renderChart, type Report } from "./chart.ts";
+import { withTables } from "./report.ts";
 
 const QUICK = Deno.args.includes("--quick");
 const argValue = (name: string) => {
@@ -557,7 +558,17 @@ if (!QUICK && !ONLY && !TARGET_FILTER) {
     `${ROOT}docs/benchmarks.svg`,
     renderChart(report as unknown as Report),
   );
-  console.error("wrote docs/benchmarks.svg");
+  const doc = `${ROOT}docs/BENCHMARKS.md`;
+  const text = await Deno.readTextFile(doc).catch(() => null);
+  if (text !== null) {
+    await Deno.writeTextFile(
+      doc,
+      withTables(text, report as unknown as Report),
+    );
+  }
+  console.error(
+    "wrote docs/benchmarks.svg and the tables of docs/BENCHMARKS.md",
+  );
 }
 
 if (QUICK) {

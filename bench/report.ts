@@ -1,0 +1,107 @@
+/**
+ * Renders the results JSON as the Markdown tables of docs/BENCHMARKS.md, between
+ * its `<!-- bench:table:start -->` and `<!-- bench:table:end -->` markers.
+ * `deno run -A bench/report.ts [bench/results/full.json] [docs/BENCHMARKS.md]`
+ * @module
+ */
+import { expandCases, fmt, type Report } from "./chart.ts";
+
+const ORDER = ["direct", "naive_deno", "node_ws", "nginx", "relay"];
+const NAMES: Record<string, string> = {
+  direct: "direct",
+  naive_deno: "naive Deno relay",
+  node_ws: "Node ws relay",
+  nginx: "nginx",
+  relay: "**this relay**",
+};
+
+/** Cases where "direct" is the upstream's own figure, not a relay: no ratio to it. */
+const DIRECT_IS_REFERENCE = ["memory", "voice", "slow_reader"];
+
+/** How much better `a` is than `b` (>1: `a` better), whichever way the metric points. */
+function advantage(a: number, b: number, better: "higher" | "lower"): number {
+  return better === "higher" ? a / b : b / a;
+}
+
+/** The Markdown for a report: figures with spread, then the relay against each peer. */
+export function renderTables(report: Report): string {
+  const cases = expandCases(report).map(([name, c]) => ({
+    ...c,
+    name,
+    ratioToDirect: !DIRECT_IS_REFERENCE.includes(name),
+  }));
+  const lines = [
+    "Median of the runs, [min-max] below it, and the ratio to direct in the same run",
+    "(for latency, memory and CPU the ratio is inverted, so every ratio reads",
+    '"fraction of direct\'s performance"). In cases 5-7 nothing is relayed on the direct',
+    "path: its column is the upstream's own figure, for reference, with no ratio.",
+    "",
+    `| case | unit | ${ORDER.map((t) => NAMES[t]).join(" | ")} |`,
+    `|---|---|${ORDER.map(() => "---:").join("|")}|`,
+  ];
+  for (const c of cases) {
+    const direct = c.targets.direct?.median;
+    const cells = ORDER.map((t) => {
+      const s = c.targets[t];
+      if (!s) return "-";
+      const ratio = direct && c.ratioToDirect && t !== "direct"
+        ? ` (${fmt(advantage(s.median, direct, c.better))}x)`
+        : "";
+      const spread = s.min === s.max ? "" : `<br>[${fmt(s.min)}-${fmt(s.max)}]`;
+      const text = `${fmt(s.median)}${ratio}${spread}`;
+      return t === "relay" ? `**${text}**` : text;
+    });
+    lines.push(
+      `| ${c.title} | ${c.unit}, ${c.better} is better | ${
+        cells.join(" | ")
+      } |`,
+    );
+  }
+  lines.push(
+    "",
+    "This relay against each peer, same run (>1: this relay is better; the floor is",
+    ">= 0.9 against the naive Deno relay and > 1 against the Node ws relay):",
+    "",
+    "| case | vs naive Deno relay | vs Node ws relay | vs nginx | vs direct |",
+    "|---|---:|---:|---:|---:|",
+  );
+  for (const c of cases) {
+    const relay = c.targets.relay?.median;
+    if (relay === undefined) continue;
+    const cell = (t: string) => {
+      const other = c.targets[t]?.median;
+      return other === undefined
+        ? "-"
+        : `${fmt(advantage(relay, other, c.better))}x`;
+    };
+    lines.push(
+      `| ${c.title} | ${cell("naive_deno")} | ${cell("node_ws")} | ${
+        cell("nginx")
+      } | ${c.ratioToDirect ? cell("direct") : "n/a"} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+const START = "<!-- bench:table:start -->";
+const END = "<!-- bench:table:end -->";
+
+/** Replaces the table block of `doc` (between the markers) with the report's tables. */
+export function withTables(doc: string, report: Report): string {
+  const from = doc.indexOf(START);
+  const to = doc.indexOf(END);
+  if (from < 0 || to < from) return doc;
+  return doc.slice(0, from + START.length) + "\n" + renderTables(report) +
+    "\n" +
+    doc.slice(to);
+}
+
+if (import.meta.main) {
+  const [input = "bench/results/full.json", output = "docs/BENCHMARKS.md"] =
+    Deno.args;
+  const report: Report = JSON.parse(await Deno.readTextFile(input));
+  await Deno.writeTextFile(
+    output,
+    withTables(await Deno.readTextFile(output), report),
+  );
+}
