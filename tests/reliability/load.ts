@@ -15,6 +15,11 @@ export interface LoadOptions {
   rate: number;
   /** Bytes per message (text and binary alternate). */
   messageBytes: number;
+  /**
+   * Each client closes (1000, after every echo is back) and reconnects every
+   * this many seconds, so per-connection state churns. @default no churn
+   */
+  churnSeconds?: number;
   /** Called every second with the live totals. */
   onTick?: (stats: LoadStats) => void;
 }
@@ -22,7 +27,10 @@ export interface LoadOptions {
 /** What a load run saw. */
 export interface LoadStats {
   connections: number;
+  /** Sessions opened (connections plus reconnects). */
   opened: number;
+  /** Connection attempts that never opened. */
+  failedOpens: number;
   sent: number;
   received: number;
   /** Messages sent and never echoed back. */
@@ -31,6 +39,8 @@ export interface LoadStats {
   corrupted: number;
   /** Closes the client did not ask for (or not with 1000). */
   unexpectedCloses: number;
+  /** The unexpected closes by "code reason". */
+  unexpectedCodes: Record<string, number>;
   /** Round-trip percentiles in ms. */
   p50: number;
   p99: number;
@@ -61,11 +71,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
   const stats: LoadStats = {
     connections: options.urls.length,
     opened: 0,
+    failedOpens: 0,
     sent: 0,
     received: 0,
     lost: 0,
     corrupted: 0,
     unexpectedCloses: 0,
+    unexpectedCodes: {},
     p50: 0,
     p99: 0,
     seconds: 0,
@@ -73,7 +85,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
   const rtts: number[] = [];
   let stopping = false;
 
-  const one = async (url: string, index: number): Promise<void> => {
+  /** One session; resolves true when it ended cleanly and the client may reconnect. */
+  const one = async (url: string, index: number, until: number): Promise<boolean> => {
     const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
     const pending: { data: string | Uint8Array; at: number }[] = [];
@@ -81,7 +94,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
     let wake = () => {};
     const closed = new Promise<void>((resolve) => {
       socket.onclose = (event) => {
-        if (!closing || event.code !== 1000) stats.unexpectedCloses++;
+        if (!closing || event.code !== 1000) {
+          stats.unexpectedCloses++;
+          const key = `${event.code} ${event.reason}`.trim();
+          stats.unexpectedCodes[key] = (stats.unexpectedCodes[key] ?? 0) + 1;
+        }
         resolve();
         wake();
       };
@@ -98,14 +115,17 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
       socket.onopen = () => resolve(true);
       closed.then(() => resolve(false));
     });
-    if (!opened) return;
+    if (!opened) {
+      stats.failedOpens++;
+      return false;
+    }
     stats.opened++;
     // Spread the clients' sends over the first interval.
     const interval = 1000 / options.rate;
     await sleep(Math.random() * interval);
     let seq = 0;
     let next = performance.now();
-    while (!stopping && socket.readyState === WebSocket.OPEN) {
+    while (!stopping && performance.now() < until && socket.readyState === WebSocket.OPEN) {
       const data = payload(index, seq++, options.messageBytes);
       pending.push({ data, at: performance.now() });
       socket.send(data);
@@ -124,15 +144,24 @@ export async function runLoad(options: LoadOptions): Promise<LoadStats> {
     }
     stats.lost += pending.length;
     closing = true;
+    const clean = socket.readyState === WebSocket.OPEN && pending.length === 0;
     if (socket.readyState === WebSocket.OPEN) socket.close(1000, "done");
     await closed;
+    return clean;
+  };
+
+  const client = async (url: string, index: number): Promise<void> => {
+    const churn = (options.churnSeconds ?? Infinity) * 1000;
+    while (!stopping) {
+      if (!(await one(url, index, performance.now() + churn))) return;
+    }
   };
 
   let ticker: ReturnType<typeof setInterval> | undefined;
   if (options.onTick) ticker = setInterval(() => options.onTick?.(stats), 1000);
   const stopper = setTimeout(() => (stopping = true), options.seconds * 1000);
   try {
-    await Promise.all(options.urls.map((url, i) => one(url, i)));
+    await Promise.all(options.urls.map((url, i) => client(url, i)));
   } finally {
     clearTimeout(stopper);
     clearInterval(ticker);

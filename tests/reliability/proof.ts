@@ -61,15 +61,16 @@ const soakOptions = {
   seconds: flag("soak-seconds", 60),
   rate: flag("soak-rate", 10),
   messageBytes: 512,
+  churnSeconds: flag("soak-churn", 10),
 };
 console.log(`proof: soak ${soakOptions.connections} connections x ${soakOptions.seconds} s...`);
 Deno.env.set("RELAY_PROOF_OUT", figuresFile);
 const soak = await runSoak(soakOptions);
-const soakFailed = soakProblems(soak, 64);
+const soakFailed = soakProblems(soak, 32);
 recordSoak(
   soak,
   soakOptions,
-  `deno task soak --connections ${soakOptions.connections} --seconds ${soakOptions.seconds} --rate ${soakOptions.rate} --bytes 512`,
+  `deno task soak --connections ${soakOptions.connections} --seconds ${soakOptions.seconds} --rate ${soakOptions.rate} --bytes 512 --churn ${soakOptions.churnSeconds}`,
   "Soak",
 );
 
