@@ -289,7 +289,7 @@ Deno.test({
       for (const decided of closedEvents(relay.output())) {
         assert.deepEqual([decided.code, decided.reason], [1013, "buffer_full"]);
       }
-      figures["slow upstream: code the writer saw"] = writerClosed.code;
+      figures["slow upstream: close code the writer saw (0: torn down)"] = writerClosed.code;
       figures["slow upstream: MiB sent before the cut"] = Math.round(sent * 64 / 1024);
       figures["slow upstream peak RSS growth MiB"] = Math.round((peak2 - baseline) / MiB);
       // Bounded: the cap is 1 MiB per side; allow generous runtime overhead, not the flood.

@@ -81,10 +81,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       for (let i = 0; i < 100 && (await connectionsHeld()) > 0; i++) await sleep(100);
     };
 
-    // Warm-up: the runtime's JIT, allocator and pools settle before the baseline.
+    // Warm-up at full concurrency: the runtime's JIT, allocator and pools grow to
+    // this load's size before the baseline.
     await runLoad({
-      urls: urls.slice(0, Math.min(urls.length, 50)),
-      seconds: 1,
+      urls,
+      seconds: Math.min(5, Math.max(1, options.seconds / 10)),
       rate,
       messageBytes,
     });
