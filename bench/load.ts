@@ -270,11 +270,17 @@ async function voice(config: LoadConfig) {
 
 /** Asks for a flood, stops reading for `durationS`, then reads to the close frame. */
 async function slow(config: LoadConfig) {
+  // Warm-up first (one connection opened, used, closed), so that the server's
+  // one-time module loading is not counted as memory the flood cost.
+  const warm = await openMany(config, 1);
+  await echoOnce(warm);
+  await closeAll(warm);
+  console.log(JSON.stringify({ stage: "warm" }));
+  await nextLine();
   const client = await rawClient(config.urls[0]!, {
     protocols: config.protocols ?? [],
   });
   await client.send(FLOOD_COMMAND);
-  console.log(JSON.stringify({ ready: 1 }));
   await sleep(config.durationS * 1000);
   let bytes = 0;
   const drain = client.readUntilClose((e) => {
