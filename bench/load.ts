@@ -257,8 +257,7 @@ async function voice(config: LoadConfig) {
   console.log(JSON.stringify({ stage: "steady_end" }));
   await sleep(200);
   const seconds = (performance.now() - start) / 1000;
-  const stillOpen =
-    sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length;
+  const stillOpen = sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length;
   await closeAll(sockets);
   return {
     sent,
@@ -301,8 +300,7 @@ async function slow(config: LoadConfig) {
 
 if (import.meta.main) {
   const config: LoadConfig = JSON.parse(await Deno.readTextFile(Deno.args[0]!));
-  const run =
-    { latency, throughput, handshake, idle, voice, slow }[config.mode];
+  const run = { latency, throughput, handshake, idle, voice, slow }[config.mode];
   const result = await run(config);
   console.log(JSON.stringify({ result }));
   Deno.exit(0);

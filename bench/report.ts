@@ -52,9 +52,7 @@ export function renderTables(report: Report): string {
       return t === "relay" ? `**${text}**` : text;
     });
     lines.push(
-      `| ${c.title} | ${c.unit}, ${c.better} is better | ${
-        cells.join(" | ")
-      } |`,
+      `| ${c.title} | ${c.unit}, ${c.better} is better | ${cells.join(" | ")} |`,
     );
   }
   lines.push(
@@ -70,14 +68,12 @@ export function renderTables(report: Report): string {
     if (relay === undefined) continue;
     const cell = (t: string) => {
       const other = c.targets[t]?.median;
-      return other === undefined
-        ? "-"
-        : `${fmt(advantage(relay, other, c.better))}x`;
+      return other === undefined ? "-" : `${fmt(advantage(relay, other, c.better))}x`;
     };
     lines.push(
-      `| ${c.title} | ${cell("naive_deno")} | ${cell("node_ws")} | ${
-        cell("nginx")
-      } | ${c.ratioToDirect ? cell("direct") : "n/a"} |`,
+      `| ${c.title} | ${cell("naive_deno")} | ${cell("node_ws")} | ${cell("nginx")} | ${
+        c.ratioToDirect ? cell("direct") : "n/a"
+      } |`,
     );
   }
   return lines.join("\n");
@@ -97,8 +93,7 @@ export function withTables(doc: string, report: Report): string {
 }
 
 if (import.meta.main) {
-  const [input = "bench/results/full.json", output = "docs/BENCHMARKS.md"] =
-    Deno.args;
+  const [input = "bench/results/full.json", output = "docs/BENCHMARKS.md"] = Deno.args;
   const report: Report = JSON.parse(await Deno.readTextFile(input));
   await Deno.writeTextFile(
     output,

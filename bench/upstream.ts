@@ -19,9 +19,7 @@ const FLOOD_OWN_BUFFER = 1024 * 1024;
 /** The audio delta that answers one 20 ms append: same audio, OpenAI's GA event shape. */
 function audioDelta(append: string, n: number): string {
   const start = append.indexOf('"audio":"');
-  const audio = start < 0
-    ? ""
-    : append.slice(start + 9, append.indexOf('"', start + 9));
+  const audio = start < 0 ? "" : append.slice(start + 9, append.indexOf('"', start + 9));
   return `{"type":"response.output_audio.delta","event_id":"event_${n}","response_id":"resp_bench",` +
     `"item_id":"item_bench","output_index":0,"content_index":0,"delta":"${audio}"}`;
 }

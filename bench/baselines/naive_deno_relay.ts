@@ -30,10 +30,8 @@ Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (req) => {
   upstream.onmessage = (e) => {
     if (socket.readyState === WebSocket.OPEN) socket.send(e.data);
   };
-  socket.onclose = () =>
-    upstream.readyState <= WebSocket.OPEN && upstream.close();
-  upstream.onclose = () =>
-    socket.readyState <= WebSocket.OPEN && socket.close();
+  socket.onclose = () => upstream.readyState <= WebSocket.OPEN && upstream.close();
+  upstream.onclose = () => socket.readyState <= WebSocket.OPEN && socket.close();
   socket.onerror = (e) => e.preventDefault();
   upstream.onerror = (e) => e.preventDefault();
   return response;
