@@ -6,6 +6,7 @@
 
 /** How far into a message the event type is looked for; OpenAI puts `type` first. */
 const TYPE_WINDOW = 64;
+const DONE = '"response.done"';
 
 /**
  * The `response.usage` object of a `response.done` event, or `null` for any
@@ -13,8 +14,9 @@ const TYPE_WINDOW = 64;
  * so audio deltas (tens of kilobytes each) cost one short scan.
  */
 export function usageOf(message: string): Record<string, unknown> | null {
-  const head = message.length > TYPE_WINDOW ? message.slice(0, TYPE_WINDOW) : message;
-  if (!head.includes('"response.done"')) return null;
+  // A match that starts at or before this index ends inside the window; the
+  // backward search looks at those few starting points and copies nothing.
+  if (message.lastIndexOf(DONE, TYPE_WINDOW - DONE.length) === -1) return null;
   try {
     const event: unknown = JSON.parse(message);
     if (typeof event !== "object" || event === null) return null;
