@@ -285,7 +285,8 @@ async function slow(config: LoadConfig) {
   const drain = client.readUntilClose((e) => {
     if (e.kind === "message") bytes += e.data.length;
   });
-  const timeout = sleep(8000).then(() => "timeout" as const);
+  // Long enough to drain what a bounded relay kept; a relay that never closes is "still open".
+  const timeout = sleep(Math.max(3, config.durationS) * 1000).then(() => "timeout" as const);
   const outcome = await Promise.race([drain, timeout]);
   client.abort();
   if (outcome === "timeout") {

@@ -57,8 +57,8 @@ export function renderTables(report: Report): string {
   }
   lines.push(
     "",
-    "This relay against each peer, same run (>1: this relay is better; the floor is",
-    ">= 0.9 against the naive Deno relay and > 1 against the Node ws relay):",
+    "This relay against each peer, same run (above 1: this relay is better; the floor",
+    "is 0.9 or more against the naive Deno relay and above 1 against the Node ws relay):",
     "",
     "| case | vs naive Deno relay | vs Node ws relay | vs nginx | vs direct |",
     "|---|---:|---:|---:|---:|",
