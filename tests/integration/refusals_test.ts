@@ -3,6 +3,8 @@
  * in-process for plain-HTTP refusals, with the real Auth stand-in behind it.
  */
 import assert from "node:assert/strict";
+import { createTokenVerifier } from "../../supabase/functions/_shared/auth/verify.ts";
+import { VerifiedTokenCache } from "../../supabase/functions/_shared/auth/verified_cache.ts";
 import { forgeToken } from "../stand_ins/jwt.ts";
 import { startRelay, withRelay } from "../helpers/relay_harness.ts";
 
@@ -196,5 +198,32 @@ Deno.test("handler serves /relay/health without auth", async () => {
       assert.equal(response.status, 200);
       assert.deepEqual(await response.json(), { status: "ok", connections: 0 });
     }
+  });
+});
+
+Deno.test("handler remembers JWKS-verified tokens for reconnects, never HS256 ones", async () => {
+  const cache = new VerifiedTokenCache();
+  await withRelay({}, async (relay) => {
+    const verifyToken = createTokenVerifier({
+      supabaseUrl: relay.auth.url,
+      supabaseKey: relay.auth.publishableKey,
+      jwks: null,
+      allowedRoles: ["authenticated"],
+      cache,
+    });
+    const es256 = await relay.auth.signEs256();
+    const hs256 = await relay.auth.signHs256();
+    assert.equal((await verifyToken(hs256)).ok, true);
+    assert.equal(cache.size, 0, "HS256 is checked by Auth every time");
+    const before = relay.auth.requests.user;
+    assert.equal((await verifyToken(hs256)).ok, true);
+    assert.equal(relay.auth.requests.user, before + 1);
+    assert.equal((await verifyToken(es256)).ok, true);
+    assert.equal(cache.size, 1);
+    assert.ok(cache.get(es256));
+    assert.deepEqual(await verifyToken(es256), { ok: true, identity: cache.get(es256) });
+    const expired = await relay.auth.signEs256({}, { expiresInS: -1 });
+    assert.deepEqual(await verifyToken(expired), { ok: false, error: "invalid_token" });
+    assert.equal(cache.size, 1);
   });
 });

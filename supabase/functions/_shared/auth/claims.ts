@@ -22,15 +22,25 @@ export type IdentityProblem = "malformed" | "forbidden";
  * `forbidden`, not as an invalid or unverifiable token.
  */
 export function decodePayload(token: string): Record<string, unknown> | null {
+  return decodeSegment(token, 1);
+}
+
+/** Decodes a JWT's header WITHOUT verifying it (to see which key would check it). */
+export function decodeHeader(token: string): Record<string, unknown> | null {
+  return decodeSegment(token, 0);
+}
+
+function decodeSegment(token: string, index: 0 | 1): Record<string, unknown> | null {
   const parts = token.split(".");
-  if (parts.length !== 3 || !parts[1]) return null;
+  const segment = parts[index];
+  if (parts.length !== 3 || !segment) return null;
   try {
-    const base64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+    const base64 = segment.replace(/-/g, "+").replace(/_/g, "/");
     const binary = atob(base64.padEnd(base64.length + (4 - base64.length % 4) % 4, "="));
     const bytes = Uint8Array.from(binary, (char) => char.charCodeAt(0));
-    const payload: unknown = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-    return typeof payload === "object" && payload !== null && !Array.isArray(payload)
-      ? payload as Record<string, unknown>
+    const value: unknown = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    return typeof value === "object" && value !== null && !Array.isArray(value)
+      ? value as Record<string, unknown>
       : null;
   } catch {
     return null;

@@ -6,7 +6,8 @@
  */
 import { createClient } from "@supabase/supabase-js";
 import type { Jwks } from "../settings.ts";
-import { decodePayload, type Identity, identityFromPayload } from "./claims.ts";
+import { decodeHeader, decodePayload, type Identity, identityFromPayload } from "./claims.ts";
+import { isJwksVerified, VerifiedTokenCache } from "./verified_cache.ts";
 
 /** The outcome of verifying a token. */
 export type Verification =
@@ -30,6 +31,8 @@ export interface VerifierOptions {
    * @default 5000
    */
   readonly authTimeoutMs?: number;
+  /** Remembers JWKS-verified tokens for reconnects. @default a new cache */
+  readonly cache?: VerifiedTokenCache;
 }
 
 /** Creates the verifier the relay uses for every upgrade. */
@@ -52,7 +55,11 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
     typeof client.auth.getClaims
   >[1];
 
+  const cache = options.cache ?? new VerifiedTokenCache();
+
   return async (token) => {
+    const cached = cache.get(token);
+    if (cached) return { ok: true, identity: cached };
     // Checked before verifying: Auth answers tokens without a user (anon and
     // service-role keys) with 403 bad_jwt, which would read as invalid_token.
     const claimed = identityFromPayload(decodePayload(token), options.allowedRoles);
@@ -66,6 +73,7 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
         options.allowedRoles,
       );
       if (typeof verified === "string") return { ok: false, error: "forbidden" };
+      if (isJwksVerified(decodeHeader(token))) cache.set(token, verified);
       return { ok: true, identity: verified };
     } catch {
       // getClaims throws (rather than returning an error) on some malformed
