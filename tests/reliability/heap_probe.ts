@@ -44,5 +44,7 @@ for (let i = 0; i < rounds; i++) {
   heaps.push(heapMiB());
 }
 const held = relay.relay.connections();
-await relay.close();
 console.log(JSON.stringify({ baseline, heaps, sessions, unexpected, held }));
+// No graceful stop: on Deno 2.1.4 the server's shutdown can wait minutes for
+// sockets the relay already closed, and this process has nothing left to say.
+Deno.exit(0);
