@@ -158,5 +158,7 @@ deno task soak --connections 500 --seconds 120    # longer soak (--rate, --bytes
 
 await Deno.mkdir(new URL("docs/", root), { recursive: true });
 await Deno.writeTextFile(docPath, doc);
+// `deno task check` runs `deno fmt --check` over docs/ too: write it formatted.
+await run(["fmt", docPath.pathname], {});
 console.log(`proof: wrote docs/RELIABILITY.md (${ok ? "held" : "FAILED"})`);
 if (!ok) Deno.exit(1);
