@@ -7,7 +7,9 @@ Deno.test(".env.example and README document every setting the relay reads", () =
   const names = new Set(
     [...source.matchAll(/"((?:SUPABASE|OPENAI|RELAY)_[A-Z_]+|PORT)"/g)].map((m) => m[1]),
   );
-  for (const name of ["SUPABASE_PUBLISHABLE_KEYS", "SUPABASE_PUBLISHABLE_KEY", "SUPABASE_ANON_KEY"]) {
+  for (
+    const name of ["SUPABASE_PUBLISHABLE_KEYS", "SUPABASE_PUBLISHABLE_KEY", "SUPABASE_ANON_KEY"]
+  ) {
     names.add(name);
   }
   assert.ok(names.size >= 18, `found ${names.size} settings`);
