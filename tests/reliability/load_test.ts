@@ -12,7 +12,8 @@ const CONNECTIONS = Number(Deno.env.get("RELAY_LOAD_CONNECTIONS") ?? 50);
 const SECONDS = Number(Deno.env.get("RELAY_LOAD_SECONDS") ?? 5);
 
 Deno.test({
-  name: `load: ${CONNECTIONS} connections x ${SECONDS} s lose nothing and release their memory`,
+  name: `load: ${CONNECTIONS} connections x ${SECONDS} s lose nothing and release their memory` +
+    (canMeasureRss ? "" : " (skipped: RSS is read from /proc, Linux only)"),
   ignore: !canMeasureRss,
   fn: async () => {
     // Debug telemetry (a line per message) so the secrets check sees the most output.
