@@ -571,3 +571,36 @@ Deno.test("spoofed origins get 403 origin_not_allowed when an allow-list is set"
     command: testCommand("hostile_test.ts", "spoofed origins"),
   });
 });
+
+Deno.test("a token accepted once is refused after it expires, and after tampering, despite any cache", async () => {
+  await withCheckedRelay({}, async (relay, secret) => {
+    const token = secret(await relay.auth.signEs256({}, { expiresInS: 2 }));
+    const status = async (jwt: string) => {
+      const client = await rawClient(relay.wsUrl("/relay/echo", { jwt }));
+      if (client.status === 101) {
+        await client.close(1000, "bye");
+        await client.readUntilClose();
+      }
+      client.abort();
+      return client.status;
+    };
+    assert.equal(await status(token), 101, "fresh token accepted");
+    assert.equal(await status(token), 101, "accepted again (a cache may answer)");
+    const [h, p, s] = token.split(".") as [string, string, string];
+    const flipped = `${h}.${p}.${s.slice(0, -2)}${s.endsWith("AA") ? "BB" : "AA"}`;
+    assert.equal(await status(secret(flipped)), 401, "same payload, other signature");
+    await new Promise((resolve) => setTimeout(resolve, 2600));
+    assert.equal(
+      await status(token),
+      401,
+      "expired token refused even though it was accepted before",
+    );
+  });
+  recordFigure({
+    area: "Token reuse after expiry",
+    tried: "a 2 s token accepted twice, its signature altered, then reused after it expired",
+    counts: { cases: 4 },
+    held: "altered signature 401; expired token 401 although accepted (and possibly cached) before",
+    command: testCommand("hostile_test.ts", "accepted once"),
+  });
+});
