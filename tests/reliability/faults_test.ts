@@ -222,7 +222,7 @@ function closedEvents(output: string): { code?: number; reason?: string }[] {
 
 Deno.test({
   name: "faults: slow readers on either side are cut at the buffer cap and memory stays bounded" +
-    (canMeasureRss ? "" : " (skipped: RSS is read from /proc, Linux only)"),
+    (canMeasureRss ? "" : " (skipped: RSS is read from /proc, which needs Linux and --allow-all)"),
   ignore: !canMeasureRss,
   fn: async () => {
     const cap = 1 * MiB;

@@ -13,7 +13,7 @@ const SECONDS = Number(Deno.env.get("RELAY_LOAD_SECONDS") ?? 5);
 
 Deno.test({
   name: `load: ${CONNECTIONS} connections x ${SECONDS} s lose nothing and release their memory` +
-    (canMeasureRss ? "" : " (skipped: RSS is read from /proc, Linux only)"),
+    (canMeasureRss ? "" : " (skipped: RSS is read from /proc, which needs Linux and --allow-all)"),
   ignore: !canMeasureRss,
   fn: async () => {
     // Debug telemetry (a line per message) so the secrets check sees the most output.
