@@ -45,17 +45,29 @@ export interface StartOptions {
   openai?: OpenAIStandIn;
 }
 
-/** Starts a relay wired to fresh stand-ins. */
-export async function startRelay(options: StartOptions = {}): Promise<RelayUnderTest> {
-  const auth = options.auth ?? await startAuthStandIn();
-  const openai = options.openai ?? await startOpenAIStandIn();
-  const settings = parseSettings({
+/** The settings that point a relay at the Auth and OpenAI stand-ins. */
+export function standInEnv(auth: AuthStandIn, openai: OpenAIStandIn): Record<string, string> {
+  return {
     SUPABASE_URL: auth.url,
     SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
     OPENAI_API_KEY: openai.apiKey,
     OPENAI_REALTIME_URL: openai.url,
-    ...options.env,
-  });
+  };
+}
+
+/** Headers of a well-formed WebSocket upgrade, for requests built in-process. */
+export const UPGRADE_HEADERS: Readonly<Record<string, string>> = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+};
+
+/** Starts a relay wired to fresh stand-ins. */
+export async function startRelay(options: StartOptions = {}): Promise<RelayUnderTest> {
+  const auth = options.auth ?? await startAuthStandIn();
+  const openai = options.openai ?? await startOpenAIStandIn();
+  const settings = parseSettings({ ...standInEnv(auth, openai), ...options.env });
   const lines: string[] = [];
   const relay = createRelayHandler(settings, {
     telemetry: createTelemetry(settings.logLevel, (line) => lines.push(line)),

@@ -3,16 +3,9 @@
  * keepalive, token expiry and shutdown.
  */
 import assert from "node:assert/strict";
-import { withRelay } from "../helpers/relay_harness.ts";
+import { UPGRADE_HEADERS, withRelay } from "../helpers/relay_harness.ts";
 import { sleep, TestClient, until } from "../helpers/ws_client.ts";
 import { rawClient } from "../stand_ins/raw_client.ts";
-
-const HANDSHAKE = {
-  upgrade: "websocket",
-  connection: "Upgrade",
-  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-  "sec-websocket-version": "13",
-};
 
 Deno.test("a client message over RELAY_MAX_MESSAGE_BYTES closes 1009 message_too_big", async (t) => {
   await withRelay({ env: { RELAY_MAX_MESSAGE_BYTES: "1024" } }, async (relay) => {
@@ -108,7 +101,7 @@ Deno.test("connection caps answer 429 per user and 503 per instance", async () =
     const first = new TestClient(relay.wsUrl("/relay/echo", { jwt: alice }));
     await first.opened;
     const again = await relay.relay.handler(
-      new Request(`http://relay.local/relay/echo?jwt=${alice}`, { headers: HANDSHAKE }),
+      new Request(`http://relay.local/relay/echo?jwt=${alice}`, { headers: UPGRADE_HEADERS }),
     );
     assert.equal(again.status, 429);
     assert.equal((await again.json()).error, "too_many_connections");
@@ -117,7 +110,7 @@ Deno.test("connection caps answer 429 per user and 503 per instance", async () =
     const health = await relay.relay.handler(new Request("http://relay.local/relay/health"));
     assert.deepEqual(await health.json(), { status: "ok", connections: 2 });
     const full = await relay.relay.handler(
-      new Request(`http://relay.local/relay/echo?jwt=${carol}`, { headers: HANDSHAKE }),
+      new Request(`http://relay.local/relay/echo?jwt=${carol}`, { headers: UPGRADE_HEADERS }),
     );
     assert.equal(full.status, 503);
     assert.equal((await full.json()).error, "at_capacity");

@@ -6,16 +6,9 @@ import assert from "node:assert/strict";
 import { createTokenVerifier } from "../../supabase/functions/_shared/auth/verify.ts";
 import { VerifiedTokenCache } from "../../supabase/functions/_shared/auth/verified_cache.ts";
 import { forgeToken } from "../stand_ins/jwt.ts";
-import { startRelay, withRelay } from "../helpers/relay_harness.ts";
+import { startRelay, UPGRADE_HEADERS, withRelay } from "../helpers/relay_harness.ts";
 
-const HANDSHAKE = {
-  upgrade: "websocket",
-  connection: "Upgrade",
-  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-  "sec-websocket-version": "13",
-};
-
-function request(path: string, headers: Record<string, string> = HANDSHAKE, method = "GET") {
+function request(path: string, headers: Record<string, string> = UPGRADE_HEADERS, method = "GET") {
   return new Request(`http://relay.local${path}`, { method, headers });
 }
 
@@ -32,7 +25,9 @@ Deno.test("handler refuses bad requests before the upgrade, per the contract", a
     const good = await relay.auth.signEs256();
     const table: [string, Request, number, string, Record<string, string>?][] = [
       ["unknown path", request("/elsewhere"), 404, "not_found"],
-      ["POST", request("/relay", HANDSHAKE, "POST"), 405, "method_not_allowed", { allow: "GET" }],
+      ["POST", request("/relay", UPGRADE_HEADERS, "POST"), 405, "method_not_allowed", {
+        allow: "GET",
+      }],
       [
         "no Upgrade",
         request("/relay", { "sec-websocket-version": "13" }),
@@ -44,19 +39,19 @@ Deno.test("handler refuses bad requests before the upgrade, per the contract", a
       ],
       [
         "missing key",
-        request(`/relay?jwt=${good}`, { ...HANDSHAKE, "sec-websocket-key": "" }),
+        request(`/relay?jwt=${good}`, { ...UPGRADE_HEADERS, "sec-websocket-key": "" }),
         400,
         "bad_handshake",
       ],
       [
         "version 8",
-        request(`/relay?jwt=${good}`, { ...HANDSHAKE, "sec-websocket-version": "8" }),
+        request(`/relay?jwt=${good}`, { ...UPGRADE_HEADERS, "sec-websocket-version": "8" }),
         400,
         "bad_handshake",
       ],
       [
         "foreign origin",
-        request(`/relay?jwt=${good}`, { ...HANDSHAKE, origin: "https://evil.example" }),
+        request(`/relay?jwt=${good}`, { ...UPGRADE_HEADERS, origin: "https://evil.example" }),
         403,
         "origin_not_allowed",
       ],
@@ -179,7 +174,7 @@ Deno.test("handler runs checks that need no user before verifying the token", as
     const before = relay.auth.requests.user + relay.auth.requests.jwks;
     const cases: [Request, string][] = [
       [
-        request("/relay?jwt=bad", { ...HANDSHAKE, origin: "https://evil.example" }),
+        request("/relay?jwt=bad", { ...UPGRADE_HEADERS, origin: "https://evil.example" }),
         "origin_not_allowed",
       ],
       [request("/relay?jwt=bad&model=other"), "model_not_allowed"],

@@ -6,7 +6,7 @@
  * sanitizers) and the instance serves the next client.
  */
 import assert from "node:assert/strict";
-import type { RelayUnderTest } from "../helpers/relay_harness.ts";
+import { type RelayUnderTest, standInEnv } from "../helpers/relay_harness.ts";
 import { sleep, TestClient, until, within } from "../helpers/ws_client.ts";
 import { startAuthStandIn } from "../stand_ins/auth.ts";
 import { startOpenAIStandIn } from "../stand_ins/openai.ts";
@@ -229,10 +229,7 @@ Deno.test({
     const auth = await startAuthStandIn();
     const openai = await startOpenAIStandIn();
     const relay = await startRelayProcess({
-      SUPABASE_URL: auth.url,
-      SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
-      OPENAI_API_KEY: openai.apiKey,
-      OPENAI_REALTIME_URL: openai.url,
+      ...standInEnv(auth, openai),
       RELAY_MAX_BUFFERED_BYTES: String(cap),
       RELAY_RATE_LIMIT: "100000",
       RELAY_MAX_MESSAGE_BYTES: String(MiB),

@@ -5,6 +5,7 @@
  * telemetry lines, through `withCheckedRelay`.)
  */
 import assert from "node:assert/strict";
+import { standInEnv } from "../helpers/relay_harness.ts";
 import { TestClient } from "../helpers/ws_client.ts";
 import { startAuthStandIn } from "../stand_ins/auth.ts";
 import { startOpenAIStandIn } from "../stand_ins/openai.ts";
@@ -21,10 +22,7 @@ Deno.test("secrets: relay process output never holds tokens, keys or payloads", 
   const auth = await startAuthStandIn();
   const openai = await startOpenAIStandIn();
   const relay = await startRelayProcess({
-    SUPABASE_URL: auth.url,
-    SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
-    OPENAI_API_KEY: openai.apiKey,
-    OPENAI_REALTIME_URL: openai.url,
+    ...standInEnv(auth, openai),
     RELAY_LOG_LEVEL: "debug",
     RELAY_ALLOWED_ORIGINS: "https://app.example.com",
   });

@@ -6,6 +6,7 @@
  * unexpectedly, or the relay's RSS did not come back near its baseline.
  * @module
  */
+import { standInEnv } from "../helpers/relay_harness.ts";
 import { sleep } from "../helpers/ws_client.ts";
 import { startAuthStandIn } from "../stand_ins/auth.ts";
 import { startOpenAIStandIn } from "../stand_ins/openai.ts";
@@ -57,10 +58,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const auth = await startAuthStandIn();
   const openai = await startOpenAIStandIn();
   const relay = await startRelayProcess({
-    SUPABASE_URL: auth.url,
-    SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
-    OPENAI_API_KEY: openai.apiKey,
-    OPENAI_REALTIME_URL: openai.url,
+    ...standInEnv(auth, openai),
     // Room for sessions still closing while their client reconnects (churn).
     RELAY_MAX_CONNECTIONS: String(options.connections * 2 + 10),
     RELAY_RATE_LIMIT: String(Math.max(200, rate * 4)),
