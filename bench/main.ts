@@ -552,7 +552,8 @@ const report: Record<string, unknown> & {
   sizes: SIZE,
   cases: results,
 };
-const out = `${BENCH}results/${QUICK ? "quick" : "full"}.json`;
+// A run limited to some targets has no peers to compare with: keep it out of the full results.
+const out = `${BENCH}results/${QUICK ? "quick" : TARGET_FILTER ? "partial" : "full"}.json`;
 if (!QUICK && ONLY && !TARGET_FILTER) {
   // A partial full run (a rerun of noisy cases) replaces those cases in the last full results.
   const last = JSON.parse(await Deno.readTextFile(out).catch(() => "null"));
