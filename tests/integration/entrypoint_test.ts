@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { startAuthStandIn } from "../stand_ins/auth.ts";
+import { freePort } from "../helpers/relay_process.ts";
 import { TestClient, within } from "../helpers/ws_client.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -20,13 +21,7 @@ function baseEnv(): Record<string, string> {
   return env;
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
+/** The entrypoint with `deno task serve`'s permissions and no environment of ours. */
 function spawnRelay(env: Record<string, string>): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-net", "--allow-env", "--allow-read", ENTRY],
