@@ -6,22 +6,29 @@
 
 const $ = (id) => document.getElementById(id);
 
+/** What the page knows of one connection; a new connection starts from this. */
+function freshConnection() {
+  return {
+    opened: false,
+    protocol: null,
+    closeCode: null,
+    closeReason: null,
+    wasClean: null,
+    closedAfterMs: null,
+    lastRttMs: null,
+    received: [],
+    sent: 0,
+    outputText: "",
+  };
+}
+
 /** What the page knows; read by tests through `window.relayDemo`. */
 const demo = {
   config: null,
   state: "idle",
-  opened: false,
-  protocol: null,
-  closeCode: null,
-  closeReason: null,
-  wasClean: null,
-  closedAfterMs: null,
-  lastRttMs: null,
   user: null,
   expiresAt: null,
-  received: [],
-  sent: 0,
-  outputText: "",
+  ...freshConnection(),
 };
 globalThis.relayDemo = demo;
 
@@ -72,18 +79,7 @@ function log(dir, type, detail = "", isError = false) {
 }
 
 function resetConnectionView() {
-  Object.assign(demo, {
-    opened: false,
-    protocol: null,
-    closeCode: null,
-    closeReason: null,
-    wasClean: null,
-    closedAfterMs: null,
-    lastRttMs: null,
-    received: [],
-    sent: 0,
-    outputText: "",
-  });
+  Object.assign(demo, freshConnection());
   for (const id of ["protocol", "close-code", "close-reason", "close-clean", "rtt"]) {
     $(id).textContent = "–";
   }
