@@ -24,10 +24,10 @@ const ROOT = new URL("..", import.meta.url).pathname;
 const DENO = Deno.execPath();
 /** The load generator gets core 0; every server (upstream, relay, baseline) core 1. */
 const LOAD_CORE = 0;
-/** Extra `deno run` flags for the relay, e.g. BENCH_RELAY_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
-const RELAY_FLAGS = (Deno.env.get("BENCH_RELAY_FLAGS") ?? "").split(" ").filter(
-  Boolean,
-);
+/** Extra `deno run` flags for a Deno server, e.g. BENCH_RELAY_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const denoFlags = (variable: string) => (Deno.env.get(variable) ?? "").split(" ").filter(Boolean);
+const RELAY_FLAGS = denoFlags("BENCH_RELAY_FLAGS");
+const NAIVE_FLAGS = denoFlags("BENCH_NAIVE_FLAGS");
 const SERVER_CORE = 1;
 
 const PORTS = {
@@ -38,7 +38,15 @@ const PORTS = {
   relay: 18084,
   auth: 18085,
 };
-const UPSTREAM = `ws://127.0.0.1:${PORTS.upstream}`;
+/**
+ * The upstream listens on one port per relay, so that connections a relay
+ * leaves in TIME_WAIT (60 s on Linux) never share a 4-tuple space with the next
+ * contender's: a handshake run leaves ~10,000 of them, and a `connect()` that
+ * must search past them costs that contender CPU it did not cause.
+ */
+const UPSTREAM_PORTS = { naive: 18086, node: 18087, nginx: 18088, relay: 18089 };
+const upstreamFor = (relay: keyof typeof UPSTREAM_PORTS) =>
+  `ws://127.0.0.1:${UPSTREAM_PORTS[relay]}`;
 
 type TargetName = "direct" | "naive_deno" | "node_ws" | "nginx" | "relay";
 const TARGETS: TargetName[] = (["direct", "naive_deno", "node_ws", "nginx", "relay"] as const)
@@ -102,9 +110,13 @@ function relayEnv(): Record<string, string> {
     SUPABASE_URL: auth.url,
     SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
     OPENAI_API_KEY: "sk-bench-not-a-real-key",
-    OPENAI_REALTIME_URL: `${UPSTREAM}/v1/realtime`,
+    OPENAI_REALTIME_URL: `${upstreamFor("relay")}/v1/realtime`,
     PORT: String(PORTS.relay),
     ...RELAY_RAISED,
+    // For experiments, e.g. BENCH_RELAY_ENV="RELAY_LOG_LEVEL=error": never in a published run.
+    ...Object.fromEntries(
+      denoFlags("BENCH_RELAY_ENV").map((pair) => pair.split("=", 2) as [string, string]),
+    ),
   };
 }
 
@@ -144,11 +156,12 @@ async function startTarget(target: TargetName): Promise<Server> {
           DENO,
           "run",
           "-A",
+          ...NAIVE_FLAGS,
           `${BENCH}baselines/naive_deno_relay.ts`,
           "--port",
           String(PORTS.naive),
           "--upstream",
-          UPSTREAM,
+          upstreamFor("naive"),
         ],
         { port: PORTS.naive, core: SERVER_CORE, env },
       );
@@ -161,7 +174,7 @@ async function startTarget(target: TargetName): Promise<Server> {
           "--port",
           String(PORTS.node),
           "--upstream",
-          UPSTREAM,
+          upstreamFor("node"),
         ],
         { port: PORTS.node, core: SERVER_CORE, env },
       );
@@ -467,7 +480,13 @@ async function version(cmd: string, args: string[]): Promise<string> {
 const startedAt = new Date();
 const upstream: Server = await startServer(
   "upstream",
-  [DENO, "run", "-A", `${BENCH}upstream.ts`, "--port", String(PORTS.upstream)],
+  [
+    DENO,
+    "run",
+    "-A",
+    `${BENCH}upstream.ts`,
+    ...[PORTS.upstream, ...Object.values(UPSTREAM_PORTS)].flatMap((p) => ["--port", String(p)]),
+  ],
   {
     port: PORTS.upstream,
     core: SERVER_CORE,
@@ -482,8 +501,11 @@ try {
     const runs: Record<string, Record<string, unknown>[]> = {};
     const targets = name === "handshake_hs256" ? TARGETS.filter((t) => t === "relay") : TARGETS;
     for (let rep = 0; rep < SIZE.reps; rep++) {
-      // Targets interleave within each repetition, so drift on the machine hits all alike.
-      for (const target of targets) {
+      // Targets interleave within each repetition, so drift on the machine hits
+      // all alike, and the order rotates between repetitions, so that no target
+      // always runs right after the others (e.g. amid their TIME_WAIT sockets).
+      const order = targets.map((_, i) => targets[(i + rep * 2) % targets.length]!);
+      for (const target of order) {
         const server = await startTarget(target);
         try {
           const cpu0 = cpuSeconds(server.pid);

@@ -2,7 +2,7 @@
  * The benches' common upstream: a Deno.serve + upgradeWebSocket echo that also
  * plays the two scripted parts the benches need (a voice session and a flood).
  * Run as its own process so it can be pinned to a core:
- * `deno run -A bench/upstream.ts --port 18080`.
+ * `deno run -A bench/upstream.ts --port 18080 [--port 18086 ...]` (one listener per port).
  * @module
  */
 
@@ -87,8 +87,8 @@ export function startUpstream(port: number): Deno.HttpServer {
 }
 
 if (import.meta.main) {
-  const at = Deno.args.indexOf("--port");
-  const port = Number(at >= 0 ? Deno.args[at + 1] : 18080);
-  startUpstream(port);
-  console.log(JSON.stringify({ event: "listening", port }));
+  const ports = Deno.args.flatMap((arg, i) => arg === "--port" ? [Number(Deno.args[i + 1])] : []);
+  if (ports.length === 0) ports.push(18080);
+  for (const port of ports) startUpstream(port);
+  console.log(JSON.stringify({ event: "listening", ports }));
 }

@@ -37,3 +37,5 @@ Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (req) => {
   return response;
 });
 console.log(JSON.stringify({ event: "listening", port }));
+// Exit cleanly on SIGTERM so that `--cpu-prof` (BENCH_NAIVE_FLAGS) writes its profile.
+Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
