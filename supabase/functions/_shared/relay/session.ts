@@ -74,6 +74,7 @@ export class RelaySession {
   readonly #bucket: TokenBucket;
   #resolveDone!: () => void;
 
+  #clientOpen = false;
   #upstreamOpen = false;
   #upstreamClosed = false;
   #clientClosed = false;
@@ -91,8 +92,8 @@ export class RelaySession {
   #toClient: Message[] = [];
   #toClientBytes = 0;
 
-  #upstreamTimer: ReturnType<typeof setTimeout> | undefined;
-  #clientOpenTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Until both sockets are open: one timer for both (a timer per connection costs handshake CPU). */
+  #openTimer: ReturnType<typeof setTimeout> | undefined;
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #lingerTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -129,17 +130,14 @@ export class RelaySession {
       onMessage: (data) => this.#fromUpstream(data),
       onClose: (code, reason) => this.#onUpstreamClose(code, reason),
     });
-    this.#upstreamTimer = setTimeout(
-      () => this.#end(RELAY_CLOSE.upstreamTimeout, "relay", "upstream_timeout"),
-      options.limits.upstreamTimeoutMs,
-    );
-    // A client whose upgrade never completes (Deno 2.1.4 sends no 101 to an
-    // HTTP/1.0 request) fires neither open nor close: give it as long as the
-    // upstream gets, so its slot and upstream socket are not held forever.
-    this.#clientOpenTimer = setTimeout(
-      () => this.#end(CLIENT_OPEN_TIMEOUT, "relay"),
-      options.limits.upstreamTimeoutMs,
-    );
+    // The upstream must open within the timeout. So must the client: one
+    // whose upgrade never completes (Deno 2.1.4 sends no 101 to an HTTP/1.0
+    // request) fires neither open nor close, and would hold its slot and
+    // upstream socket forever.
+    this.#openTimer = setTimeout(() => {
+      if (!this.#upstreamOpen) this.#end(RELAY_CLOSE.upstreamTimeout, "relay", "upstream_timeout");
+      else this.#end(CLIENT_OPEN_TIMEOUT, "relay");
+    }, options.limits.upstreamTimeoutMs);
     if (options.expiresAtMs !== null) {
       const delay = Math.min(MAX_TIMER_MS, Math.max(0, options.expiresAtMs - this.#now()));
       this.#expiryTimer = setTimeout(() => this.#end(RELAY_CLOSE.tokenExpired, "relay"), delay);
@@ -152,7 +150,8 @@ export class RelaySession {
   }
 
   #onClientOpen(): void {
-    clearTimeout(this.#clientOpenTimer);
+    this.#clientOpen = true;
+    if (this.#upstreamOpen) clearTimeout(this.#openTimer);
     const queued = this.#toClient;
     this.#toClient = [];
     this.#toClientBytes = 0;
@@ -228,7 +227,7 @@ export class RelaySession {
 
   #onUpstreamOpen(): void {
     this.#upstreamOpen = true;
-    clearTimeout(this.#upstreamTimer);
+    if (this.#clientOpen) clearTimeout(this.#openTimer);
     this.#telemetry.info("upstream.connected", {
       conn: this.#conn,
       ms: this.#now() - this.#startedAt,
@@ -252,7 +251,6 @@ export class RelaySession {
 
   #onUpstreamClose(code: number, reason: string): void {
     this.#upstreamClosed = true;
-    clearTimeout(this.#upstreamTimer);
     if (!this.#ending) {
       if (this.#upstreamOpen) this.#end(clientCloseForUpstream(code, reason), "upstream");
       else this.#end(RELAY_CLOSE.upstreamUnavailable, "upstream", "upstream_unavailable");
@@ -309,8 +307,7 @@ export class RelaySession {
   }
 
   #stopTimers(): void {
-    clearTimeout(this.#upstreamTimer);
-    clearTimeout(this.#clientOpenTimer);
+    clearTimeout(this.#openTimer);
     clearTimeout(this.#expiryTimer);
   }
 
