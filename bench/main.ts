@@ -477,6 +477,28 @@ async function version(cmd: string, args: string[]): Promise<string> {
   }
 }
 
+/** What the chosen baselines need installed; checked first, so a run fails at once and says how to fix it. */
+async function missingPrerequisites(): Promise<string[]> {
+  const missing: string[] = [];
+  if (TARGETS.includes("node_ws")) {
+    if (await version("node", ["--version"]) === "unavailable") {
+      missing.push("node_ws: Node.js 18+ on PATH");
+    } else if (!(await Deno.stat(`${BENCH}node_modules/ws`).catch(() => null))) {
+      missing.push("node_ws: the ws package (npm ci --prefix bench)");
+    }
+  }
+  if (TARGETS.includes("nginx") && await version("nginx", ["-v"]) === "unavailable") {
+    missing.push("nginx: the nginx package (apt-get install -y nginx)");
+  }
+  return missing;
+}
+const missing = await missingPrerequisites();
+if (missing.length > 0) {
+  console.error(`bench: missing prerequisites (or leave those out with --targets):`);
+  for (const line of missing) console.error(`  - ${line}`);
+  Deno.exit(1);
+}
+
 const startedAt = new Date();
 const upstream: Server = await startServer(
   "upstream",
