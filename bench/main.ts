@@ -596,8 +596,10 @@ const report: Record<string, unknown> & {
   sizes: SIZE,
   cases: results,
 };
-// A run limited to some targets has no peers to compare with: keep it out of the full results.
-const out = `${BENCH}results/${QUICK ? "quick" : TARGET_FILTER ? "partial" : "full"}.json`;
+// A run limited to some targets has no peers to compare with, and a filtered
+// quick run is not the smoke result: both go to partial.json (not committed).
+const partial = TARGET_FILTER !== undefined || (QUICK && ONLY !== undefined);
+const out = `${BENCH}results/${partial ? "partial" : QUICK ? "quick" : "full"}.json`;
 if (!QUICK && ONLY && !TARGET_FILTER) {
   // A partial full run (a rerun of noisy cases) replaces those cases in the last full results.
   const last = JSON.parse(await Deno.readTextFile(out).catch(() => "null"));
