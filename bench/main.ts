@@ -477,17 +477,21 @@ async function version(cmd: string, args: string[]): Promise<string> {
   }
 }
 
+// Read once: the preflight below needs them, and so does the report.
+const NODE_VERSION = await version("node", ["--version"]);
+const NGINX_VERSION = await version("nginx", ["-v"]);
+
 /** What the chosen baselines need installed; checked first, so a run fails at once and says how to fix it. */
 async function missingPrerequisites(): Promise<string[]> {
   const missing: string[] = [];
   if (TARGETS.includes("node_ws")) {
-    if (await version("node", ["--version"]) === "unavailable") {
+    if (NODE_VERSION === "unavailable") {
       missing.push("node_ws: Node.js 18+ on PATH");
     } else if (!(await Deno.stat(`${BENCH}node_modules/ws`).catch(() => null))) {
       missing.push("node_ws: the ws package (npm ci --prefix bench)");
     }
   }
-  if (TARGETS.includes("nginx") && await version("nginx", ["-v"]) === "unavailable") {
+  if (TARGETS.includes("nginx") && NGINX_VERSION === "unavailable") {
     missing.push("nginx: the nginx package (apt-get install -y nginx)");
   }
   return missing;
@@ -587,8 +591,8 @@ const report: Record<string, unknown> & {
   },
   versions: {
     deno: Deno.version.deno,
-    node: await version("node", ["--version"]),
-    nginx: await version("nginx", ["-v"]),
+    node: NODE_VERSION,
+    nginx: NGINX_VERSION,
     ws: JSON.parse(await Deno.readTextFile(`${BENCH}package.json`)).dependencies
       .ws,
   },
