@@ -68,7 +68,14 @@ Deno.test("close matrix: upstream close codes reach the client per the contract"
           [wantCode, wantReason],
           `upstream ${code ?? "no code"} (${label})`,
         );
-        assert.deepEqual(messages, [], "the close behaviour sends nothing else");
+        // The one message is the relay's in-band notice of the close that followed.
+        assert.equal(messages.length, 1, "only the close notice precedes the close");
+        const notice = JSON.parse(messages[0]!).error;
+        assert.deepEqual([notice.type, notice.close_code, notice.code], [
+          "relay_error",
+          wantCode,
+          wantReason === "upstream_closed_abnormally" ? wantReason : "upstream_closed",
+        ]);
         cases++;
       }
     }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { BUILT_IN_PRICES } from "../../supabase/functions/_shared/metering/prices.ts";
 import { parseSettings, SettingsError } from "../../supabase/functions/_shared/settings.ts";
 
 function settingsError(env: Record<string, string>): SettingsError {
@@ -34,6 +35,18 @@ Deno.test("parseSettings applies every default from the contract", () => {
     upstreamTimeoutMs: 10_000,
     logLevel: "info",
     port: 8000,
+    closeNotices: true,
+    sessionPolicy: null,
+    metering: false,
+    databaseUrl: null,
+    budgetMicros: null,
+    budgetPeriod: "day",
+    budgetRefreshS: 5,
+    prices: BUILT_IN_PRICES,
+    maxUserSessions: null,
+    meteringFailOpen: false,
+    resume: false,
+    resumeTtlS: 900,
   });
   assert.ok(Object.isFrozen(settings));
 });

@@ -5,9 +5,12 @@
  */
 import { createTokenVerifier, type TokenVerifier } from "./auth/verify.ts";
 import { extractToken, offeredProtocols, selectProtocol } from "./auth/token_source.ts";
+import { type Admission, isRefusal } from "./features/feature.ts";
+import { openAIRouteFeatures } from "./features/openai_route.ts";
 import { checkUpgradeRequest } from "./http/handshake.ts";
 import { type Refusal, refusal, refusalResponse } from "./http/refusal.ts";
 import { matchRoute, type Route } from "./http/routes.ts";
+import { composeHooks } from "./relay/hooks.ts";
 import { ConnectionRegistry } from "./relay/registry.ts";
 import { RelaySession } from "./relay/session.ts";
 import type { Settings } from "./settings.ts";
@@ -43,7 +46,10 @@ export interface Relay {
   readonly handler: (request: Request) => Promise<Response>;
   /** Connections currently held. */
   readonly connections: () => number;
-  /** Closes every connection with 1012 and settles when all are closed. */
+  /**
+   * Closes every connection with 1012 and settles when all are closed and
+   * the features have flushed what they hold (usage, session state).
+   */
   readonly shutdown: () => Promise<void>;
 }
 
@@ -78,6 +84,7 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     (settings.openaiApiKey === null
       ? null
       : openAIConnector({ url: settings.openaiRealtimeUrl, apiKey: settings.openaiApiKey }));
+  const features = openAIRouteFeatures(settings, { telemetry, now });
   const registry = new ConnectionRegistry(settings.maxConnectionsPerUser, settings.maxConnections);
   const limits = {
     maxMessageBytes: settings.maxMessageBytes,
@@ -119,13 +126,40 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       if (connectOpenAI === null) return reject(refusal("upstream_not_configured"), route);
       model = requested ?? settings.openaiRealtimeModel;
       connect = connectOpenAI;
+      for (const feature of features) {
+        const refused = feature.check?.(url);
+        if (refused) return reject(refused, route);
+      }
     }
 
     const verified = await verifyToken(found.token);
     if (!verified.ok) return reject(refusal(verified.error), route);
     const { identity } = verified;
+    const conn = crypto.randomUUID();
+    const admissions: Admission[] = [];
+    const cancel = () => admissions.forEach((admission) => admission.cancel?.());
+    if (route === "openai") {
+      const context = {
+        conn,
+        user: identity.user,
+        model: model ?? "",
+        session: url.searchParams.get("session"),
+      };
+      for (const feature of features) {
+        if (!feature.admit) continue;
+        const answer = await feature.admit(context);
+        if (isRefusal(answer)) {
+          cancel();
+          return reject(answer, route);
+        }
+        admissions.push(answer);
+      }
+    }
     const lease = registry.reserve(identity.user);
-    if (typeof lease === "string") return reject(refusal(lease), route);
+    if (typeof lease === "string") {
+      cancel();
+      return reject(refusal(lease), route);
+    }
 
     const protocol = selectProtocol(offeredProtocols(request.headers));
     // Read before upgrading: the request's headers are gone once it is upgraded.
@@ -140,10 +174,10 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       });
     } catch {
       lease.release();
+      cancel();
       return reject(refusal("bad_handshake"), route);
     }
 
-    const conn = crypto.randomUUID();
     telemetry.info("websocket.connection.accepted", {
       conn,
       user: identity.user,
@@ -155,6 +189,7 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       client: upgraded.socket,
       connect,
       model: model ?? "",
+      hooks: composeHooks(admissions.flatMap((admission) => admission.hooks ?? [])),
       limits,
       expiresAtMs: identity.exp === null ? null : identity.exp * 1000,
       telemetry,
@@ -172,9 +207,10 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
   return {
     handler,
     connections: () => registry.size,
-    shutdown: () => {
+    shutdown: async () => {
       draining = true;
-      return registry.shutdownAll();
+      await registry.shutdownAll();
+      await Promise.all(features.map((feature) => feature.close?.()));
     },
   };
 }

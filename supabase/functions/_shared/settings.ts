@@ -4,8 +4,17 @@
  * @module
  */
 
+import { type PriceTable, resolvePrices } from "./metering/prices.ts";
+import { parseSessionPolicy, type SessionPolicy } from "./realtime/session_policy.ts";
+
+export type { PriceTable } from "./metering/prices.ts";
+export type { SessionPolicy } from "./realtime/session_policy.ts";
+
 /** How much the relay writes to stdout. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** The period a budget applies to, in UTC. */
+export type BudgetPeriod = "day" | "month";
 
 /** A JSON Web Key Set as Supabase publishes it. */
 export interface Jwks {
@@ -39,6 +48,29 @@ export interface Settings {
   readonly logLevel: LogLevel;
   /** Listening port under plain Deno. */
   readonly port: number;
+  /** In-band close notices on the OpenAI route (`RELAY_CLOSE_NOTICES`). */
+  readonly closeNotices: boolean;
+  /** `null`: no policy, the OpenAI route stays byte-transparent. */
+  readonly sessionPolicy: SessionPolicy | null;
+  /** Per-user metering and budgets in Postgres (`RELAY_METERING=on`). */
+  readonly metering: boolean;
+  /** `RELAY_DATABASE_URL`, else `SUPABASE_DB_URL`; `null` when neither is set. */
+  readonly databaseUrl: string | null;
+  /** The default per-user limit per period in millionths of a dollar; `null`: none. */
+  readonly budgetMicros: number | null;
+  readonly budgetPeriod: BudgetPeriod;
+  /** How often other instances' spend is read back, in seconds. */
+  readonly budgetRefreshS: number;
+  /** Built-in prices with `RELAY_PRICES` applied (USD per 1M tokens). */
+  readonly prices: PriceTable;
+  /** Live sessions per user across instances; `null`: no cap. */
+  readonly maxUserSessions: number | null;
+  /** Let connections through while the database is unreachable. */
+  readonly meteringFailOpen: boolean;
+  /** Resumable sessions (`RELAY_RESUME=on`). */
+  readonly resume: boolean;
+  /** Seconds a session's stored state outlives its last activity. */
+  readonly resumeTtlS: number;
 }
 
 /** Thrown by {@linkcode parseSettings} with every problem found, one per line. */
@@ -94,9 +126,83 @@ export function parseSettings(env: Env): Settings {
     upstreamTimeoutMs: reader.integer("RELAY_UPSTREAM_TIMEOUT_MS", 10_000, 1),
     logLevel: reader.choice("RELAY_LOG_LEVEL", LOG_LEVELS, "info"),
     port: reader.integer("PORT", 8000, 0, 65_535),
+    ...readV2Settings(env, reader, problems),
   };
+  checkV2Dependencies(settings, problems);
   if (problems.length > 0) throw new SettingsError(problems);
   return Object.freeze(settings);
+}
+
+type V2Settings = Pick<
+  Settings,
+  | "closeNotices"
+  | "sessionPolicy"
+  | "metering"
+  | "databaseUrl"
+  | "budgetMicros"
+  | "budgetPeriod"
+  | "budgetRefreshS"
+  | "prices"
+  | "maxUserSessions"
+  | "meteringFailOpen"
+  | "resume"
+  | "resumeTtlS"
+>;
+
+function readV2Settings(env: Env, reader: EnvReader, problems: string[]): V2Settings {
+  const policy = parseSessionPolicy(env.RELAY_SESSION_POLICY);
+  problems.push(...policy.problems);
+  const prices = resolvePrices(env.RELAY_PRICES);
+  problems.push(...prices.problems);
+  const databaseName = env.RELAY_DATABASE_URL?.trim() ? "RELAY_DATABASE_URL" : "SUPABASE_DB_URL";
+  return {
+    closeNotices: reader.toggle("RELAY_CLOSE_NOTICES", true),
+    sessionPolicy: policy.policy,
+    metering: reader.toggle("RELAY_METERING", false),
+    databaseUrl: reader.databaseUrl(databaseName),
+    budgetMicros: reader.dollarsAsMicros("RELAY_BUDGET_USD"),
+    budgetPeriod: reader.choice("RELAY_BUDGET_PERIOD", ["day", "month"] as const, "day"),
+    budgetRefreshS: reader.integer("RELAY_BUDGET_REFRESH_S", 5, 1),
+    prices: prices.table,
+    maxUserSessions: reader.optionalInteger("RELAY_MAX_USER_SESSIONS", 1),
+    meteringFailOpen: reader.toggle("RELAY_METERING_FAIL_OPEN", false),
+    resume: reader.toggle("RELAY_RESUME", false),
+    resumeTtlS: reader.integer("RELAY_RESUME_TTL_S", 900, 1),
+  };
+}
+
+/** Settings that only make sense together. */
+function checkV2Dependencies(settings: Settings, problems: string[]): void {
+  const needsDatabase = [
+    settings.metering ? "RELAY_METERING=on" : null,
+    settings.resume ? "RELAY_RESUME=on" : null,
+  ].filter((name) => name !== null);
+  if (needsDatabase.length > 0 && settings.databaseUrl === null) {
+    problems.push(
+      `RELAY_DATABASE_URL (or SUPABASE_DB_URL): not set; ${
+        needsDatabase.join(" and ")
+      } needs the project's Postgres (e.g. postgresql://postgres.<ref>:<password>@<pooler host>:6543/postgres)`,
+    );
+  }
+  if (!settings.metering) {
+    if (settings.budgetMicros !== null) {
+      problems.push("RELAY_BUDGET_USD: set but RELAY_METERING is off; a budget needs metering on");
+    }
+    if (settings.maxUserSessions !== null) {
+      problems.push(
+        "RELAY_MAX_USER_SESSIONS: set but RELAY_METERING is off; the cap across instances needs metering on",
+      );
+    }
+  } else if (settings.budgetMicros !== null) {
+    const unpriced = settings.openaiRealtimeModels.filter((model) => !settings.prices[model]);
+    if (unpriced.length > 0) {
+      problems.push(
+        `RELAY_PRICES: no price for ${
+          unpriced.join(", ")
+        } (in OPENAI_REALTIME_MODELS); with a budget every model a client can pick needs one`,
+      );
+    }
+  }
 }
 
 function readSupabaseKey(env: Env, problems: string[]): string | null {
@@ -155,6 +261,48 @@ class EnvReader {
       `${name}: "${value}" is not a whole number ${range}; expected e.g. ${fallback}`,
     );
     return fallback;
+  }
+
+  optionalInteger(name: string, min: number): number | null {
+    return this.raw(name) === undefined ? null : this.integer(name, min, min);
+  }
+
+  /** `on`/`off` (also `true`/`false`). */
+  toggle(name: string, fallback: boolean): boolean {
+    const value = this.raw(name)?.toLowerCase();
+    if (value === undefined) return fallback;
+    if (value === "on" || value === "true") return true;
+    if (value === "off" || value === "false") return false;
+    this.problems.push(`${name}: "${value}" is not on or off (true or false)`);
+    return fallback;
+  }
+
+  /** A dollar amount such as `0.50`, as whole millionths of a dollar. */
+  dollarsAsMicros(name: string): number | null {
+    const value = this.raw(name);
+    if (value === undefined) return null;
+    const match = /^(\d{1,9})(?:\.(\d{1,6}))?$/.exec(value);
+    if (match) return Number(match[1]) * 1_000_000 + Number((match[2] ?? "").padEnd(6, "0"));
+    this.problems.push(
+      `${name}: "${value}" is not an amount in US dollars with at most 6 decimals; expected e.g. 0.50`,
+    );
+    return null;
+  }
+
+  /** A Postgres connection URL; the password never appears in a problem. */
+  databaseUrl(name: string): string | null {
+    const value = this.raw(name);
+    if (value === undefined) return null;
+    try {
+      const url = new URL(value);
+      if (url.protocol === "postgres:" || url.protocol === "postgresql:") return value;
+    } catch {
+      // reported below
+    }
+    this.problems.push(
+      `${name}: not a postgresql:// URL (its value is not shown: it may hold a password)`,
+    );
+    return null;
   }
 
   list(name: string): readonly string[] | null {

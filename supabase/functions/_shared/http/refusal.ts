@@ -18,7 +18,10 @@ export type RefusalCode =
   | "forbidden"
   | "auth_unavailable"
   | "too_many_connections"
-  | "at_capacity";
+  | "at_capacity"
+  | "budget_exceeded"
+  | "metering_unavailable"
+  | "bad_session";
 
 /** A decision to answer with an HTTP error instead of upgrading. */
 export interface Refusal {
@@ -91,11 +94,32 @@ const REFUSALS: Readonly<Record<RefusalCode, Omit<Refusal, "error">>> = {
     message: "The relay is at capacity; try again shortly.",
     headers: { "retry-after": "1" },
   },
+  budget_exceeded: {
+    status: 429,
+    message: "This user's usage budget for the period is spent.",
+    headers: {},
+  },
+  metering_unavailable: {
+    status: 503,
+    message: "Usage metering is unavailable (the database cannot be reached); try again.",
+    headers: { "retry-after": "5" },
+  },
+  bad_session: {
+    status: 400,
+    message: "?session= must be 22 to 64 characters of A-Z, a-z, 0-9, _ and -.",
+    headers: {},
+  },
 };
 
 /** The refusal the contract prescribes for `code`. */
 export function refusal(code: RefusalCode): Refusal {
   return { error: code, ...REFUSALS[code] };
+}
+
+/** `budget_exceeded` with `Retry-After`: whole seconds until the budget period resets. */
+export function budgetRefusal(retryAfterS: number): Refusal {
+  const refused = refusal("budget_exceeded");
+  return { ...refused, headers: { ...refused.headers, "retry-after": String(retryAfterS) } };
 }
 
 /** The JSON response for a refusal: `{"error","message"}`, never a stack or a token. */

@@ -20,6 +20,9 @@ export const RELAY_CLOSE = {
   messageTooBig: { code: 1009, reason: "message_too_big" },
   rateLimited: { code: 1008, reason: "rate_limited" },
   bufferFull: { code: 1013, reason: "buffer_full" },
+  budgetExceeded: { code: 4002, reason: "budget_exceeded" },
+  sessionReplaced: { code: 4409, reason: "session_replaced" },
+  policyViolation: { code: 1008, reason: "policy_violation" },
 } as const satisfies Record<string, CloseFrame>;
 
 /** The longest close reason a control frame can carry (125 bytes less the code). */

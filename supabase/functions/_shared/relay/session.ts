@@ -1,7 +1,8 @@
 /**
  * The relay loop for one client connection: bridges the client's WebSocket and
  * an upstream, byte for byte and in order, enforcing the per-connection limits
- * and mapping close codes in both directions.
+ * and mapping close codes in both directions. It knows no protocol: features
+ * that read one plug in through {@linkcode ConnectionHooks}.
  * @module
  */
 import type { Telemetry } from "../telemetry/log.ts";
@@ -12,9 +13,11 @@ import {
   RELAY_CLOSE,
   upstreamCloseForClient,
 } from "./close_codes.ts";
+import type { ClosedBy, ConnectionHooks, ConnectionLink } from "./hooks.ts";
 import { messageBytes } from "./message_size.ts";
 import { TokenBucket } from "./rate_limit.ts";
-import { usageOf } from "./usage.ts";
+
+export type { ClosedBy } from "./hooks.ts";
 
 /** Per-connection limits (CONTRACT.md "Settings"). */
 export interface SessionLimits {
@@ -24,15 +27,14 @@ export interface SessionLimits {
   readonly upstreamTimeoutMs: number;
 }
 
-/** Who ended a connection, for telemetry. */
-export type ClosedBy = "client" | "upstream" | "relay";
-
 /** Everything one relayed connection needs. */
 export interface SessionOptions {
   /** The client's socket, straight from `Deno.upgradeWebSocket` (still connecting). */
   readonly client: WebSocket;
   readonly connect: UpstreamConnector;
   readonly model: string;
+  /** The route's protocol-aware features, if any. */
+  readonly hooks?: ConnectionHooks | undefined;
   readonly limits: SessionLimits;
   /** Token expiry in ms since the epoch; `null` when the token has none. */
   readonly expiresAtMs: number | null;
@@ -67,7 +69,8 @@ export class RelaySession {
   readonly #telemetry: Telemetry;
   readonly #conn: string;
   readonly #user: string;
-  readonly #model: string;
+  readonly #hooks: ConnectionHooks | undefined;
+  readonly #link: ConnectionLink;
   readonly #now: () => number;
   readonly #lingerMs: number;
   readonly #startedAt: number;
@@ -85,6 +88,8 @@ export class RelaySession {
   /** A close for the upstream decided before it opened (a connecting socket cannot send one). */
   #pendingUpstreamClose: CloseFrame | null = null;
   #finished = false;
+  /** Holds on client messages taken by hooks ({@linkcode ConnectionLink.holdClient}). */
+  #holds = 0;
 
   /** Messages waiting for a side that is not open yet, with their byte total. */
   #toUpstream: Message[] = [];
@@ -109,7 +114,8 @@ export class RelaySession {
     this.#telemetry = options.telemetry;
     this.#conn = options.conn;
     this.#user = options.user;
-    this.#model = options.model;
+    this.#hooks = options.hooks;
+    this.#link = this.#hooks ? this.#createLink() : (undefined as unknown as ConnectionLink);
     this.#now = options.now ?? Date.now;
     this.#lingerMs = options.lingerMs ?? 5000;
     this.#startedAt = this.#now();
@@ -122,6 +128,7 @@ export class RelaySession {
     client.onclose = (event) => this.#onClientClose(event.code, event.reason);
     // An error is always followed by a close event, which carries the decision.
     client.onerror = (event) => event.preventDefault();
+    this.#hooks?.started?.(this.#link);
 
     // The upstream starts now, not after the client's open: the client's first
     // messages are queued meanwhile instead of lost.
@@ -146,7 +153,37 @@ export class RelaySession {
 
   /** Closes the connection with `1012 server_restarting`; the client should reconnect. */
   shutdown(): void {
-    this.#end(RELAY_CLOSE.serverRestarting, "relay");
+    this.end(RELAY_CLOSE.serverRestarting);
+  }
+
+  /** Closes the connection as the relay: the client gets `frame`, the upstream 1000. */
+  end(frame: CloseFrame): void {
+    this.#end(frame, "relay");
+  }
+
+  #createLink(): ConnectionLink {
+    return {
+      sendToClient: (data) => {
+        if (this.#ending || this.#clientClosed) return;
+        if (this.#client.readyState === WebSocket.OPEN) this.#sendToClient(data);
+        else this.#queueForClient(data);
+      },
+      sendToUpstream: (data) => {
+        if (this.#ending || !this.#upstreamOpen) return;
+        this.#upstream.send(data);
+        if (this.#upstream.bufferedAmount > this.#limits.maxBufferedBytes) {
+          this.#end(RELAY_CLOSE.bufferFull, "relay");
+        }
+      },
+      holdClient: () => void this.#holds++,
+      releaseClient: () => {
+        if (this.#holds === 0) return;
+        this.#holds--;
+        if (this.#holds === 0 && this.#upstreamOpen && !this.#ending) this.#flushToUpstream();
+      },
+      end: (frame) => this.#end(frame, "relay"),
+      ending: () => this.#ending !== null,
+    };
   }
 
   #onClientOpen(): void {
@@ -173,27 +210,41 @@ export class RelaySession {
     if (this.#telemetry.debugEnabled) {
       this.#telemetry.debug("message.received", { conn: this.#conn, type: kindOf(data), bytes });
     }
-    if (this.#upstreamOpen) {
-      this.#upstream.send(data);
+    let forwarded = data;
+    if (this.#hooks?.fromClient) {
+      const replacement = this.#hooks.fromClient(data, this.#link);
+      if (replacement === null || this.#ending) return;
+      forwarded = replacement;
+    }
+    if (this.#upstreamOpen && this.#holds === 0) {
+      this.#upstream.send(forwarded);
       if (this.#upstream.bufferedAmount > this.#limits.maxBufferedBytes) {
         this.#end(RELAY_CLOSE.bufferFull, "relay");
       }
       return;
     }
-    this.#toUpstream.push(data);
-    this.#toUpstreamBytes += bytes;
+    this.#toUpstream.push(forwarded);
+    this.#toUpstreamBytes += forwarded === data ? bytes : messageBytes(forwarded);
     if (this.#toUpstreamBytes > this.#limits.maxBufferedBytes) {
       this.#end(RELAY_CLOSE.bufferFull, "relay");
     }
   }
 
-  #fromUpstream(data: Message): void {
+  #fromUpstream(message: Message): void {
     if (this.#ending) return;
-    if (typeof data === "string") this.#reportUsage(data);
+    let data: Message | null = message;
+    if (this.#hooks?.fromUpstream) {
+      data = this.#hooks.fromUpstream(message, this.#link);
+      if (data === null || this.#ending) return;
+    }
     const state = this.#client.readyState;
     if (state === WebSocket.OPEN) return this.#sendToClient(data);
     // Closing: the client's close event ends the connection; nothing to deliver to.
     if (state !== WebSocket.CONNECTING) return;
+    this.#queueForClient(data);
+  }
+
+  #queueForClient(data: Message): void {
     this.#toClient.push(data);
     this.#toClientBytes += messageBytes(data);
     if (this.#toClientBytes > this.#limits.maxBufferedBytes) {
@@ -214,17 +265,6 @@ export class RelaySession {
     }
   }
 
-  #reportUsage(data: string): void {
-    const usage = usageOf(data);
-    if (usage === null) return;
-    this.#telemetry.info("usage", {
-      conn: this.#conn,
-      user: this.#user,
-      model: this.#model,
-      usage,
-    });
-  }
-
   #onUpstreamOpen(): void {
     this.#upstreamOpen = true;
     if (this.#clientOpen) clearTimeout(this.#openTimer);
@@ -238,6 +278,11 @@ export class RelaySession {
       return this.#upstream.close(code, reason);
     }
     if (this.#ending) return;
+    this.#hooks?.upstreamOpened?.(this.#link);
+    if (this.#holds === 0 && !this.#ending) this.#flushToUpstream();
+  }
+
+  #flushToUpstream(): void {
     const queued = this.#toUpstream;
     this.#toUpstream = [];
     this.#toUpstreamBytes = 0;
@@ -283,11 +328,18 @@ export class RelaySession {
     this.#toUpstreamBytes = 0;
     this.#closeUpstream({ code: 1000, reason: frame.reason });
     if (!this.#clientClosed) {
+      // Browsers on Deno 2.1.4 never see the close code (CONTRACT.md "In-band
+      // close notices"): a feature may say it in a message first.
+      const notice = this.#hooks?.closeNotice?.(frame, by) ?? null;
       if (this.#client.readyState === WebSocket.CONNECTING) {
         // Still upgrading: deliver what the upstream already said, then close.
+        if (notice !== null) this.#toClient.push(notice);
         this.#pendingClientClose = frame;
       } else {
         this.#toClient = [];
+        if (notice !== null && this.#client.readyState === WebSocket.OPEN) {
+          this.#client.send(notice);
+        }
         this.#client.close(frame.code, frame.reason);
       }
     }
@@ -341,6 +393,7 @@ export class RelaySession {
       bytes_in: this.#bytesIn,
       bytes_out: this.#bytesOut,
     });
+    this.#hooks?.ended?.(ending);
     this.#resolveDone();
   }
 }

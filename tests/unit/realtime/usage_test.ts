@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { usageOf } from "../../../supabase/functions/_shared/relay/usage.ts";
+import { usageOf } from "../../../supabase/functions/_shared/realtime/usage.ts";
 
 Deno.test("usageOf returns response.done usage and ignores everything else", () => {
   const usage = { total_tokens: 10, input_tokens: 4, output_tokens: 6 };
