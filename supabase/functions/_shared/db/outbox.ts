@@ -19,9 +19,6 @@ export interface OutboxOptions<T> {
   readonly baseDelayMs?: number;
   /** @default 5000 */
   readonly maxDelayMs?: number;
-  /** Timers, replaceable in tests. @default globalThis.setTimeout / clearTimeout */
-  readonly setTimer?: (run: () => void, ms: number) => number;
-  readonly clearTimer?: (id: number) => void;
 }
 
 /** An in-memory, ordered, retrying write queue. */
@@ -30,7 +27,7 @@ export class Outbox<T> {
   readonly #batchSize: number;
   #queue: T[] = [];
   #writing: Promise<void> | null = null;
-  #timer: number | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #failures = 0;
   #closed = false;
 
@@ -83,8 +80,7 @@ export class Outbox<T> {
   }
 
   #schedule(ms: number): void {
-    const setTimer = this.#options.setTimer ?? ((run, delay) => setTimeout(run, delay));
-    this.#timer = setTimer(() => {
+    this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.#attempt().then((ok) => {
         if (this.#closed || this.#queue.length === 0) return;
@@ -95,7 +91,7 @@ export class Outbox<T> {
 
   #cancelTimer(): void {
     if (this.#timer === undefined) return;
-    (this.#options.clearTimer ?? clearTimeout)(this.#timer);
+    clearTimeout(this.#timer);
     this.#timer = undefined;
   }
 
