@@ -4,7 +4,26 @@
  * `event_id`), with deterministic content so tests can assert on it.
  */
 
+import { concatBytes, decodeBase64 } from "./realtime_audio.ts";
+import {
+  headSegments,
+  itemTokens,
+  outputTokens,
+  type PromptSegment,
+  usageOf,
+} from "./realtime_usage.ts";
+
 type Json = Record<string, unknown>;
+
+/** One conversation item as the stand-in holds it: the GA item, its audio, its revision. */
+interface Entry {
+  /** The item as events show it: audio parts carry no `audio` bytes. */
+  item: Json;
+  /** PCM16 audio by content index. */
+  audio: Map<number, Uint8Array>;
+  /** Bumped whenever the item changes, so the prefix cache sees a different item. */
+  rev: number;
+}
 
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -139,12 +158,20 @@ export class RealtimeConversation {
   audioBufferBytes = 0;
   /** All decoded audio bytes received over the connection. */
   audioBytesTotal = 0;
-  #items: Json[] = [];
+  #entries: Entry[] = [];
+  #buffer: Uint8Array[] = [];
   #lastUserText: string | undefined;
   #lastAudioBytes = 0;
+  /** The prompt of the previous response, for the prefix cache. */
+  #lastPrompt: PromptSegment[] | undefined;
 
   constructor(model: string) {
     this.session = defaultSession(model);
+  }
+
+  /** The conversation's items in order, as `conversation.item.done` shows them (no audio bytes). */
+  get items(): Json[] {
+    return this.#entries.map((e) => structuredClone(e.item));
   }
 
   /** The first event of every connection. */
@@ -203,6 +230,7 @@ export class RealtimeConversation {
         return this.#commit(clientEventId);
       case "input_audio_buffer.clear":
         this.audioBufferBytes = 0;
+        this.#buffer = [];
         return [serverEvent("input_audio_buffer.cleared")];
       case "conversation.item.create":
         return this.#itemCreate(msg, clientEventId);
@@ -273,9 +301,9 @@ export class RealtimeConversation {
         ),
       ];
     }
-    let n: number;
+    let audio: Uint8Array;
     try {
-      n = atob(msg.audio).length;
+      audio = decodeBase64(msg.audio);
     } catch {
       return [
         errorEvent("invalid_value", "Invalid 'audio'. Expected base64.", {
@@ -285,8 +313,9 @@ export class RealtimeConversation {
       ];
     }
     // Appending is silent in the real API (no server VAD events here).
-    this.audioBufferBytes += n;
-    this.audioBytesTotal += n;
+    this.#buffer.push(audio);
+    this.audioBufferBytes += audio.byteLength;
+    this.audioBytesTotal += audio.byteLength;
     return [];
   }
 
@@ -311,8 +340,9 @@ export class RealtimeConversation {
     };
     this.#lastAudioBytes = this.audioBufferBytes;
     this.#lastUserText = undefined;
+    this.#entries.push({ item, audio: new Map([[0, concatBytes(this.#buffer)]]), rev: 0 });
+    this.#buffer = [];
     this.audioBufferBytes = 0;
-    this.#items.push(item);
     return [
       serverEvent("input_audio_buffer.committed", {
         previous_item_id: previous,
@@ -340,7 +370,7 @@ export class RealtimeConversation {
       ...given,
       status: "completed",
     };
-    this.#items.push(item);
+    this.#entries.push({ item, audio: new Map(), rev: 0 });
     const text = textOf(item);
     if (text !== undefined && item.role === "user") this.#lastUserText = text;
     return [
@@ -350,7 +380,7 @@ export class RealtimeConversation {
   }
 
   #itemDelete(msg: Json, clientEventId: string | null): Json[] {
-    const idx = this.#items.findIndex((i) => i.id === msg.item_id);
+    const idx = this.#entries.findIndex((e) => e.item.id === msg.item_id);
     if (idx < 0) {
       return [
         errorEvent(
@@ -360,12 +390,23 @@ export class RealtimeConversation {
         ),
       ];
     }
-    this.#items.splice(idx, 1);
+    this.#entries.splice(idx, 1);
     return [serverEvent("conversation.item.deleted", { item_id: msg.item_id })];
   }
 
+  /** A response's prompt: instructions, tools, then each item as it stands now. */
+  #prompt(instructions: string, tools: readonly unknown[], entries: Entry[]): PromptSegment[] {
+    return [
+      ...headSegments(instructions, tools),
+      ...entries.map((e) => ({
+        key: `${String(e.item.id)}#${e.rev}`,
+        ...itemTokens(e.item, (i) => e.audio.get(i)?.byteLength ?? 0),
+      })),
+    ];
+  }
+
   #lastItemId(): string | null {
-    const last = this.#items.at(-1);
+    const last = this.#entries.at(-1)?.item;
     return typeof last?.id === "string" ? last.id : null;
   }
 
@@ -390,8 +431,14 @@ export class RealtimeConversation {
     const itemId = openaiId("item");
     const text = this.replyText();
     const pieces = text.match(/\S+\s*/g) ?? [text];
-    const inputTokens = 10 + this.#items.length * 8;
-    const outputTokens = pieces.length * (audio ? 6 : 1);
+    // The whole conversation so far is the prompt, read before the answer is added.
+    const prompt = this.#prompt(
+      String(this.session.instructions ?? ""),
+      Array.isArray(this.session.tools) ? this.session.tools : [],
+      this.#entries,
+    );
+    // 10 ms of 24 kHz PCM16 silence per word keeps the stream realistic yet small.
+    const silence = new Uint8Array(480);
     const base = {
       object: "realtime.response",
       id: responseId,
@@ -435,12 +482,11 @@ export class RealtimeConversation {
     ];
     for (const delta of pieces) {
       if (audio) {
-        // 10 ms of 24 kHz PCM16 silence per word keeps the stream realistic yet small.
         events.push(
           serverEvent("response.output_audio.delta", {
             ...at,
             content_index: 0,
-            delta: btoa("\0".repeat(480)),
+            delta: btoa("\0".repeat(silence.byteLength)),
           }),
         );
       }
@@ -466,7 +512,15 @@ export class RealtimeConversation {
       );
     }
     const done = item("completed", [finalPart]);
-    this.#items.push(done);
+    const spoken = new Uint8Array(audio ? silence.byteLength * pieces.length : 0);
+    const entry: Entry = { item: done, audio: new Map(audio ? [[0, spoken]] : []), rev: 0 };
+    this.#entries.push(entry);
+    const usage = usageOf(
+      prompt,
+      this.#lastPrompt,
+      outputTokens(done, (i) => entry.audio.get(i)?.byteLength ?? 0),
+    );
+    this.#lastPrompt = prompt;
     events.push(
       serverEvent("response.content_part.done", {
         ...at,
@@ -488,22 +542,7 @@ export class RealtimeConversation {
           status: "completed",
           status_details: null,
           output: [done],
-          usage: {
-            total_tokens: inputTokens + outputTokens,
-            input_tokens: inputTokens,
-            output_tokens: outputTokens,
-            input_token_details: {
-              text_tokens: inputTokens,
-              audio_tokens: 0,
-              image_tokens: 0,
-              cached_tokens: 0,
-              cached_tokens_details: { text_tokens: 0, audio_tokens: 0, image_tokens: 0 },
-            },
-            output_token_details: {
-              text_tokens: pieces.length,
-              audio_tokens: audio ? outputTokens - pieces.length : 0,
-            },
-          },
+          usage,
         },
       }),
     );
