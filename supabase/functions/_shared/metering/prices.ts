@@ -34,9 +34,11 @@ const PRICE_KEYS: readonly PriceKey[] = [...TOKEN_PRICE_KEYS, "per_minute"];
 /** When and where the built-in prices were read. */
 export const BUILT_IN_PRICES_SOURCE = {
   taken: "2026-12-01",
-  from: "OpenAI's model pages (developers.openai.com/api/docs/models/<model>) and pricing page",
+  from:
+    "OpenAI's model pages (developers.openai.com/api/docs/models/<model>: gpt-realtime-1.5, gpt-realtime-2, gpt-realtime-2.1, gpt-realtime-2.1-mini, gpt-4o-transcribe, gpt-realtime-whisper) and the pricing page's transcription table (text and audio tokens of gpt-4o-transcribe and gpt-4o-mini-transcribe, whisper-1 per minute)",
 } as const;
 
+/** gpt-realtime (GA, 2025-08-28) and gpt-realtime-1.5: same prices on both pages. */
 const REALTIME: ModelPrices = {
   text_input: 4,
   cached_text_input: 0.4,
@@ -48,6 +50,10 @@ const REALTIME: ModelPrices = {
   cached_image_input: 0.5,
 };
 
+/** gpt-realtime-2 and gpt-realtime-2.1: text output costs more, the rest as gpt-realtime. */
+const REALTIME_2: ModelPrices = { ...REALTIME, text_output: 24 };
+
+/** gpt-realtime-mini (and its snapshots) and gpt-realtime-2.1-mini. */
 const REALTIME_MINI: ModelPrices = {
   text_input: 0.6,
   cached_text_input: 0.06,
@@ -63,12 +69,20 @@ const REALTIME_MINI: ModelPrices = {
 export const BUILT_IN_PRICES: PriceTable = Object.freeze({
   "gpt-realtime": REALTIME,
   "gpt-realtime-2025-08-28": REALTIME,
+  "gpt-realtime-1.5": REALTIME,
+  "gpt-realtime-2": REALTIME_2,
+  "gpt-realtime-2.1": REALTIME_2,
   "gpt-realtime-mini": REALTIME_MINI,
   "gpt-realtime-mini-2025-10-06": REALTIME_MINI,
   "gpt-realtime-mini-2025-12-15": REALTIME_MINI,
+  "gpt-realtime-2.1-mini": REALTIME_MINI,
+  // Transcription of the user's audio in a Realtime session, reported as
+  // token usage: audio input, text (prompt) input, text output.
   "gpt-4o-transcribe": { text_input: 2.5, audio_input: 6, text_output: 10 },
   "gpt-4o-mini-transcribe": { text_input: 1.25, audio_input: 3, text_output: 5 },
+  // Reported as duration usage.
   "whisper-1": { per_minute: 0.006 },
+  "gpt-realtime-whisper": { per_minute: 0.017 },
 });
 
 /** The built-in table with `RELAY_PRICES` applied, or the problems that stop it. */
