@@ -10,6 +10,7 @@ import { openAIRouteFeatures } from "./features/openai_route.ts";
 import { checkUpgradeRequest } from "./http/handshake.ts";
 import { type Refusal, refusal, refusalResponse } from "./http/refusal.ts";
 import { matchRoute, type Route } from "./http/routes.ts";
+import { Deadlines } from "./relay/deadlines.ts";
 import { composeHooks } from "./relay/hooks.ts";
 import { ConnectionRegistry } from "./relay/registry.ts";
 import { RelaySession } from "./relay/session.ts";
@@ -92,6 +93,8 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     rateLimit: settings.rateLimit,
     upstreamTimeoutMs: settings.upstreamTimeoutMs,
   };
+  // One runtime timer for every connection's deadlines.
+  const deadlines = new Deadlines();
   let draining = false;
 
   const reject = (refused: Refusal, route: Route | null): Response => {
@@ -196,6 +199,7 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       conn,
       user: identity.user,
       now,
+      deadlines,
     });
     lease.attach(session);
     session.done.then(() => lease.release());

@@ -13,6 +13,7 @@ import {
   RELAY_CLOSE,
   upstreamCloseForClient,
 } from "./close_codes.ts";
+import { type Deadline, Deadlines } from "./deadlines.ts";
 import type { ClosedBy, ConnectionHooks, ConnectionLink } from "./hooks.ts";
 import { messageBytes } from "./message_size.ts";
 import { TokenBucket } from "./rate_limit.ts";
@@ -44,6 +45,8 @@ export interface SessionOptions {
   readonly user: string;
   /** Milliseconds since the epoch. @default Date.now */
   readonly now?: () => number;
+  /** The relay's deadlines, shared by its connections (one runtime timer). */
+  readonly deadlines?: Deadlines;
   /**
    * How long to wait for both sockets to report closed after the relay closed
    * them, before the connection is counted as ended anyway.
@@ -55,8 +58,8 @@ export interface SessionOptions {
 /** Telemetry's record of a client that never finished its upgrade (it never sees this frame). */
 const CLIENT_OPEN_TIMEOUT: CloseFrame = { code: 1011, reason: "client_open_timeout" };
 
-/** setTimeout's ceiling; a longer delay would fire at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/** For sessions built without a relay's shared deadlines (tests). */
+const OWN_DEADLINES = new Deadlines();
 
 /** One relayed connection, from upgrade until both sockets are closed. */
 export class RelaySession {
@@ -98,9 +101,10 @@ export class RelaySession {
   #toClientBytes = 0;
 
   /** Until both sockets are open: one timer for both (a timer per connection costs handshake CPU). */
-  #openTimer: ReturnType<typeof setTimeout> | undefined;
-  #expiryTimer: ReturnType<typeof setTimeout> | undefined;
-  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #deadlines: Deadlines;
+  #openTimer: Deadline | undefined;
+  #expiryTimer: Deadline | undefined;
+  #lingerTimer: Deadline | undefined;
 
   #msgsIn = 0;
   #msgsOut = 0;
@@ -141,13 +145,16 @@ export class RelaySession {
     // whose upgrade never completes (Deno 2.1.4 sends no 101 to an HTTP/1.0
     // request) fires neither open nor close, and would hold its slot and
     // upstream socket forever.
-    this.#openTimer = setTimeout(() => {
+    this.#deadlines = options.deadlines ?? OWN_DEADLINES;
+    this.#openTimer = this.#deadlines.after(options.limits.upstreamTimeoutMs, () => {
       if (!this.#upstreamOpen) this.#end(RELAY_CLOSE.upstreamTimeout, "relay", "upstream_timeout");
       else this.#end(CLIENT_OPEN_TIMEOUT, "relay");
-    }, options.limits.upstreamTimeoutMs);
+    });
     if (options.expiresAtMs !== null) {
-      const delay = Math.min(MAX_TIMER_MS, Math.max(0, options.expiresAtMs - this.#now()));
-      this.#expiryTimer = setTimeout(() => this.#end(RELAY_CLOSE.tokenExpired, "relay"), delay);
+      this.#expiryTimer = this.#deadlines.after(
+        options.expiresAtMs - this.#now(),
+        () => this.#end(RELAY_CLOSE.tokenExpired, "relay"),
+      );
     }
   }
 
@@ -188,7 +195,7 @@ export class RelaySession {
 
   #onClientOpen(): void {
     this.#clientOpen = true;
-    if (this.#upstreamOpen) clearTimeout(this.#openTimer);
+    if (this.#upstreamOpen) this.#deadlines.cancel(this.#openTimer);
     const queued = this.#toClient;
     this.#toClient = [];
     this.#toClientBytes = 0;
@@ -267,7 +274,7 @@ export class RelaySession {
 
   #onUpstreamOpen(): void {
     this.#upstreamOpen = true;
-    if (this.#clientOpen) clearTimeout(this.#openTimer);
+    if (this.#clientOpen) this.#deadlines.cancel(this.#openTimer);
     this.#telemetry.info("upstream.connected", {
       conn: this.#conn,
       ms: this.#now() - this.#startedAt,
@@ -355,12 +362,12 @@ export class RelaySession {
   }
 
   #startLinger(): void {
-    this.#lingerTimer = setTimeout(() => this.#finish(), this.#lingerMs);
+    this.#lingerTimer = this.#deadlines.after(this.#lingerMs, () => this.#finish());
   }
 
   #stopTimers(): void {
-    clearTimeout(this.#openTimer);
-    clearTimeout(this.#expiryTimer);
+    this.#deadlines.cancel(this.#openTimer);
+    this.#deadlines.cancel(this.#expiryTimer);
   }
 
   #dropQueues(): void {
@@ -377,7 +384,7 @@ export class RelaySession {
   #finish(): void {
     if (this.#finished) return;
     this.#finished = true;
-    clearTimeout(this.#lingerTimer);
+    this.#deadlines.cancel(this.#lingerTimer);
     this.#stopTimers();
     this.#dropQueues();
     const ending = this.#ending ?? { frame: { code: 1006, reason: "" }, by: "relay" as const };
