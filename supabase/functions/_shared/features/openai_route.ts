@@ -8,6 +8,7 @@ import type { Settings } from "../settings.ts";
 import type { Telemetry } from "../telemetry/log.ts";
 import { closeNoticesFeature } from "./close_notices.ts";
 import type { RouteFeature } from "./feature.ts";
+import { sessionPolicyFeature } from "./session_policy.ts";
 import { usageTelemetryFeature } from "./usage_telemetry.ts";
 
 /** What the route's features may use; each defaults to the real thing upstream of here. */
@@ -21,6 +22,9 @@ export interface FeatureDeps {
 export function openAIRouteFeatures(settings: Settings, deps: FeatureDeps): RouteFeature[] {
   const features: RouteFeature[] = [];
   if (settings.closeNotices) features.push(closeNoticesFeature());
+  if (settings.sessionPolicy) {
+    features.push(sessionPolicyFeature(settings.sessionPolicy, deps.telemetry));
+  }
   features.push(usageTelemetryFeature(deps.telemetry));
   return features;
 }

@@ -4,12 +4,17 @@
  * @module
  */
 import { GA_CLIENT_EVENTS } from "./client_events.ts";
+import { readStrictJson } from "./strict_json.ts";
 
 /** A validated session policy. */
 export interface SessionPolicy {
   /** Sent upstream as `session.update` the moment the upstream opens; `null`: none. */
   readonly session: Readonly<Record<string, unknown>> | null;
-  /** Dotted paths a client may not set; each also locks everything under it. */
+  /**
+   * Dotted paths a client may not set; each also locks everything under it.
+   * Default: the top-level keys of `session` but `type`, which every GA
+   * `session.update` must carry (locking it would refuse them all).
+   */
   readonly locked: readonly string[];
   /** The highest `max_output_tokens` a client may ask for; `null`: no cap. */
   readonly maxOutputTokens: number | null;
@@ -26,19 +31,21 @@ export interface ParsedPolicy {
 const KEYS = ["session", "locked", "max_output_tokens", "allowed_events"];
 const DOTTED = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 const NAME = "RELAY_SESSION_POLICY";
+const SESSION_TYPES = ["realtime", "transcription"];
 
 /** Parses `RELAY_SESSION_POLICY`; unset or blank means no policy. */
 export function parseSessionPolicy(raw: string | undefined): ParsedPolicy {
   if (raw === undefined || raw.trim() === "") return { policy: null, problems: [] };
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    return {
-      policy: null,
-      problems: [`${NAME}: not JSON; expected an object with ${KEYS.join(", ")}`],
-    };
+  // Read as strictly as client events are: a duplicate key would leave the
+  // operator's meaning to whichever parser reads it.
+  const read = readStrictJson(raw);
+  if (!read.ok) {
+    const problem = read.problem === "invalid_json"
+      ? `${NAME}: not JSON; expected an object with ${KEYS.join(", ")}`
+      : `${NAME}: ${read.message.replace(/\.$/, "")}`;
+    return { policy: null, problems: [problem] };
   }
+  const parsed = read.value;
   if (!isPlainObject(parsed)) {
     return { policy: null, problems: [`${NAME}: expected a JSON object with ${KEYS.join(", ")}`] };
   }
@@ -50,10 +57,19 @@ export function parseSessionPolicy(raw: string | undefined): ParsedPolicy {
   }
   let session: Record<string, unknown> | null = null;
   if (parsed.session !== undefined) {
-    if (isPlainObject(parsed.session)) session = parsed.session;
-    else problems.push(`${NAME}: "session" is not an object (the session.update body to pin)`);
+    if (isPlainObject(parsed.session)) {
+      session = parsed.session;
+      if (!SESSION_TYPES.includes(session.type as string)) {
+        problems.push(
+          `${NAME}: "session" needs "type": "realtime" (or "transcription"); OpenAI refuses a ` +
+            "session.update without it",
+        );
+      }
+    } else {
+      problems.push(`${NAME}: "session" is not an object (the session.update body to pin)`);
+    }
   }
-  let locked: string[] = session ? Object.keys(session) : [];
+  let locked: string[] = session ? Object.keys(session).filter((key) => key !== "type") : [];
   if (parsed.locked !== undefined) {
     if (Array.isArray(parsed.locked) && parsed.locked.every((p) => typeof p === "string")) {
       locked = parsed.locked as string[];
@@ -73,6 +89,16 @@ export function parseSessionPolicy(raw: string | undefined): ParsedPolicy {
     const cap = parsed.max_output_tokens;
     if (typeof cap === "number" && Number.isSafeInteger(cap) && cap >= 1) maxOutputTokens = cap;
     else problems.push(`${NAME}: "max_output_tokens" is not a whole number >= 1`);
+  }
+  const pinnedTokens = session?.max_output_tokens;
+  if (
+    maxOutputTokens !== null && pinnedTokens !== undefined &&
+    !(typeof pinnedTokens === "number" && pinnedTokens <= maxOutputTokens)
+  ) {
+    problems.push(
+      `${NAME}: "session.max_output_tokens" is over "max_output_tokens" (${maxOutputTokens}); ` +
+        "pin a value within the cap",
+    );
   }
   let allowedEvents: readonly string[] = GA_CLIENT_EVENTS;
   if (parsed.allowed_events !== undefined) {

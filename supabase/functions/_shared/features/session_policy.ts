@@ -1,0 +1,51 @@
+/**
+ * The session-policy feature (CONTRACT.md "Session policy"): pins the
+ * operator's session the moment the upstream opens, checks every client
+ * message before it is forwarded, answers refusals in band, and closes
+ * `1008 policy_violation` on the 20th. Server-to-client traffic is untouched.
+ * @module
+ */
+import { checkClientMessage, policyRefusalEvent } from "../realtime/policy_verdict.ts";
+import type { SessionPolicy } from "../realtime/session_policy.ts";
+import { RELAY_CLOSE } from "../relay/close_codes.ts";
+import type { ConnectionHooks, ConnectionLink } from "../relay/hooks.ts";
+import type { Telemetry } from "../telemetry/log.ts";
+import type { Message } from "../upstream/upstream.ts";
+import type { RouteFeature } from "./feature.ts";
+
+/** The refusal that closes a connection. */
+export const MAX_POLICY_REFUSALS = 20;
+
+/** The policy's hooks for each connection of the OpenAI route. */
+export function sessionPolicyFeature(policy: SessionPolicy, telemetry: Telemetry): RouteFeature {
+  // Serialised once: every connection sends the same pin.
+  const pin = policy.session === null
+    ? null
+    : JSON.stringify({ type: "session.update", session: policy.session });
+  return {
+    admit: ({ conn, user }) => {
+      let refusals = 0;
+      const hooks: ConnectionHooks = {
+        fromClient: (data: Message, link: ConnectionLink) => {
+          const decision = checkClientMessage(policy, data);
+          if (decision.pass) return decision.forward;
+          refusals++;
+          // Names what was refused, never what it held.
+          telemetry.info("policy.refused", {
+            conn,
+            user,
+            code: decision.code,
+            param: decision.param,
+          });
+          link.sendToClient(policyRefusalEvent(decision, decision.eventId));
+          if (refusals >= MAX_POLICY_REFUSALS) link.end(RELAY_CLOSE.policyViolation);
+          return null;
+        },
+      };
+      // The loop runs this before it flushes what the client queued, so the
+      // pin is the first thing OpenAI hears.
+      if (pin !== null) hooks.upstreamOpened = (link) => link.sendToUpstream(pin);
+      return { hooks };
+    },
+  };
+}
