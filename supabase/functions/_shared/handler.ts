@@ -148,14 +148,17 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
         model: model ?? "",
         session: url.searchParams.get("session"),
       };
-      for (const feature of features) {
-        if (!feature.admit) continue;
-        const answer = await feature.admit(context);
-        if (isRefusal(answer)) {
-          cancel();
-          return reject(answer, route);
-        }
-        admissions.push(answer);
+      // Side by side: each feature's database round trip overlaps the others'.
+      const answers = await Promise.all(features.map((feature) => feature.admit?.(context)));
+      let refused: Refusal | undefined;
+      for (const answer of answers) {
+        if (answer === undefined) continue;
+        if (isRefusal(answer)) refused ??= answer;
+        else admissions.push(answer);
+      }
+      if (refused) {
+        cancel();
+        return reject(refused, route);
       }
     }
     const lease = registry.reserve(identity.user);
