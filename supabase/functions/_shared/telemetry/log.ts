@@ -28,7 +28,11 @@ export function createTelemetry(
 ): Telemetry {
   const emit = (at: LogLevel, event: string, fields: Fields) => {
     if (RANK[at] < RANK[level]) return;
-    write(JSON.stringify({ event, ts: new Date(now()).toISOString(), ...fields }));
+    // Spliced rather than spread into a new object: three lines per
+    // connection made that copy part of the handshake's cost.
+    const rest = JSON.stringify(fields);
+    const head = `{"event":${JSON.stringify(event)},"ts":"${new Date(now()).toISOString()}"`;
+    write(rest.length > 2 ? `${head},${rest.slice(1)}` : `${head}}`);
   };
   return {
     debugEnabled: level === "debug",
