@@ -1,0 +1,893 @@
+// @ts-check
+/**
+ * The relay's client library: one conversation with OpenAI Realtime through the
+ * relay that outlives its connections. It picks the session id, gets a fresh
+ * token for every connection, reconnects (capped exponential backoff with
+ * jitter) when the relay restarts, the network drops or OpenAI's side is lost,
+ * holds what the app sends meanwhile and delivers it in order, and reports
+ * `relay.session.resumed`. Plain ES module with JSDoc types and no
+ * dependencies: browsers load it as is; Deno; Node >= 20 with the `ws` package
+ * (passed in, or found by `import("ws")`; Node 22+ has a global WebSocket).
+ *
+ * @example Six lines in an app
+ * ```js
+ * import { connect } from "./client/relay_client.js";
+ * const relay = connect({
+ *   url: "wss://<project>.supabase.co/functions/v1/relay",
+ *   getToken: async () => (await supabase.auth.getSession()).data.session.access_token,
+ *   onEvent: (event) => console.log(event.type), // every OpenAI server event, parsed
+ *   onState: (state, info) => console.log(state, info.why),
+ * });
+ * relay.send({ type: "response.create" }); // held until the session is ready
+ * ```
+ *
+ * When it reconnects (see {@linkcode closeDecision}): `1012` (relay
+ * restarting), `1001`, `1006` after the socket opened (dropped network, or a
+ * browser on the edge runtime that hides the real code), `1011
+ * upstream_closed_abnormally`, `4001 token_expired` (the next connection gets a
+ * fresh token), and OpenAI's `session_expired` error (its session cap). Never
+ * on `4002 budget_exceeded`, `4409 session_replaced`, `1008` (rate limit,
+ * policy), `1009`, `1013`, other `1011`s or a normal close. The relay's in-band
+ * close notice (an `error` event with `error.type === "relay_error"`) decides
+ * when the close event says only 1006.
+ *
+ * Refusals: a browser cannot see a refused handshake's HTTP status, so a
+ * connection that closes before it opens counts as refused. On the first
+ * connection that ends it (`closed`, why `"refused"`: a bad token, a spent
+ * budget, a wrong URL or an unreachable relay; the app decides). While
+ * reconnecting it is one more failed attempt, retried with backoff up to
+ * `maxAttempts` in a row (a network still down, or the brief `429`/`503` the
+ * relay's caps give at once after a restart), then `closed` with why
+ * `"gave_up"`.
+ * @module
+ */
+
+/** A server event as the relay passes it on: parsed JSON with a string `type`. */
+/** @typedef {{ type: string } & Record<string, unknown>} RelayEvent */
+
+/** The connection's state, as {@linkcode ConnectOptions.onState} reports it. */
+/** @typedef {"connecting" | "open" | "reconnecting" | "closed"} RelayState */
+
+/**
+ * What came with a state change. `why` is the reason in a word: for `open`
+ * `"started"` (a new conversation), `"resumed"` (the relay restored it) or
+ * `"socket_open"` (`readyOn: "open"`); for `reconnecting` and `closed` the
+ * close reason (`"server_restarting"`, `"rate_limited"`, ...), or
+ * `"connection_lost"` (1006 with no notice), `"refused"`, `"connect_timeout"`,
+ * `"token_unavailable"`, `"session_expired"`, `"gave_up"` (then `cause` is the
+ * last failure), `"client"` (the app called `close()`), `"no_websocket"`.
+ * @typedef {object} StateInfo
+ * @property {string} session The session id sent as `?session=`.
+ * @property {string} why
+ * @property {number} attempt Reconnect attempts in a row so far (0 once a session is ready).
+ * @property {number} [code] The close code the decision was made on (the notice's, over a bare 1006).
+ * @property {string} [reason] The close reason the decision was made on.
+ * @property {number} [delayMs] `reconnecting`: how long until the next attempt.
+ * @property {boolean} [resumed] `open`: whether the relay said it restored the conversation.
+ * @property {number} [items] `open` after a resume: conversation items restored.
+ * @property {number} [skipped] `open` after a resume: items that could not be restored.
+ * @property {number} [unsent] `closed`: held messages that were never sent.
+ * @property {string} [cause] `closed` with why `"gave_up"`: what the last attempt ended with.
+ */
+
+/** Backoff between reconnect attempts (see {@linkcode backoffDelay}). */
+/**
+ * @typedef {object} BackoffOptions
+ * @property {number} baseMs The first delay's ceiling. (default 500)
+ * @property {number} factor Each attempt's ceiling is the previous one times this (>= 1). (default 2)
+ * @property {number} capMs No ceiling exceeds this. (default 30000)
+ * @property {number} jitter 0: always the ceiling; 1: anywhere from 0 to it ("full jitter"). (default 0.5)
+ */
+
+/**
+ * The part of a WebSocket the client uses: the browser's, Deno's, Node 22's
+ * and the `ws` package's all have it.
+ * @typedef {object} WebSocketLike
+ * @property {number} readyState
+ * @property {string} binaryType
+ * @property {(data: string | ArrayBuffer | ArrayBufferView) => void} send
+ * @property {(code?: number, reason?: string) => void} close
+ * @property {(type: string, listener: (event: any) => void) => void} addEventListener
+ */
+/** @typedef {new (url: string, protocols?: string | string[]) => WebSocketLike} WebSocketConstructor */
+
+/**
+ * Options of {@linkcode connect}.
+ * @typedef {object} ConnectOptions
+ * @property {string | URL} url The relay's OpenAI route, e.g. `wss://<project>.supabase.co/functions/v1/relay`.
+ * @property {() => string | Promise<string>} getToken Called before every connection for a
+ *   current access token (supabase-js refreshes it), so a reconnect never reuses an expired one.
+ * @property {string} [session] A session id to continue (22-64 of `[A-Za-z0-9_-]`). (default a new random id)
+ * @property {string} [model] Sent as `?model=` (it must be one the relay allows).
+ * @property {"protocol" | "query"} [tokenIn] `"protocol"`: subprotocols `realtime` and
+ *   `jwt-<token>`, which keeps the token out of URLs and access logs; `"query"`: `?jwt=`. (default "protocol")
+ * @property {(event: RelayEvent) => void} [onEvent] Every server event, parsed: OpenAI's,
+ *   the relay's close notices and `relay.session.resumed`.
+ * @property {(state: RelayState, info: StateInfo) => void} [onState] Each state change, with why.
+ * @property {(data: string | ArrayBuffer) => void} [onMessage] Messages that are not JSON events
+ *   (binary, or text that is not a JSON object with a string `type`).
+ * @property {number} [maxHeldBytes] Bound on messages held while (re)connecting, in bytes
+ *   (UTF-8 for text); `send()` over it throws. (default 1048576)
+ * @property {number} [maxAttempts] Reconnect attempts in a row without a ready session before
+ *   giving up (0: never reconnect). (default 10)
+ * @property {Partial<BackoffOptions>} [backoff] Delays between reconnect attempts.
+ * @property {number} [connectTimeoutMs] Longest wait from asking for a token to a ready session;
+ *   then the attempt counts as failed. (default 15000)
+ * @property {"session" | "open"} [readyOn] When held messages go out: `"session"` once the
+ *   relay said which session this is (`relay.session.resumed`, or OpenAI's first event such as
+ *   `session.created`); `"open"` when the socket opens (for routes where the server does not
+ *   speak first, such as `/relay/echo`). (default "session")
+ * @property {WebSocketConstructor} [WebSocket] (default globalThis.WebSocket, else the `ws` package)
+ * @property {() => number} [random] Source of the backoff's jitter, in [0, 1). (default Math.random)
+ */
+
+/** Bound on held messages when `maxHeldBytes` is not given: 1 MiB. */
+export const DEFAULT_MAX_HELD_BYTES = 1024 * 1024;
+
+/** Reconnect attempts in a row when `maxAttempts` is not given. */
+export const DEFAULT_MAX_ATTEMPTS = 10;
+
+/** Backoff when `backoff` is not given: 0.25-0.5 s, doubling, at most 30 s. */
+export const DEFAULT_BACKOFF = Object.freeze(
+  /** @type {BackoffOptions} */ ({ baseMs: 500, factor: 2, capMs: 30_000, jitter: 0.5 }),
+);
+
+/** What the relay accepts as `?session=` (CONTRACT.md "Resumable sessions"). */
+export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{22,64}$/;
+
+/** The event the relay sends once it has restored a conversation. */
+export const SESSION_RESUMED = "relay.session.resumed";
+
+/** Thrown by `send()`: `"hold_full"` (the message was not held) or `"closed"`. */
+export class RelayClientError extends Error {
+  /**
+   * @param {"hold_full" | "closed"} code
+   * @param {string} message
+   */
+  constructor(code, message) {
+    super(message);
+    this.name = "RelayClientError";
+    /** Which limit or state refused the call. */
+    this.code = code;
+  }
+}
+
+const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/**
+ * A new random session id: 16 random bytes as base64url (22 characters, 128 bits).
+ * @param {(length: number) => Uint8Array} [randomBytes] (default crypto.getRandomValues)
+ * @returns {string}
+ */
+export function newSessionId(randomBytes = (n) => crypto.getRandomValues(new Uint8Array(n))) {
+  const bytes = randomBytes(16);
+  let id = "";
+  let bits = 0;
+  let value = 0;
+  for (const byte of bytes) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      id += BASE64URL[(value >> bits) & 63];
+    }
+  }
+  if (bits > 0) id += BASE64URL[(value << (6 - bits)) & 63];
+  return id;
+}
+
+/**
+ * Whether `value` is a session id the relay accepts: 22-64 characters of `[A-Za-z0-9_-]`.
+ * @param {unknown} value
+ * @returns {value is string}
+ */
+export function isSessionId(value) {
+  return typeof value === "string" && SESSION_ID_PATTERN.test(value);
+}
+
+/**
+ * `partial` over {@linkcode DEFAULT_BACKOFF}, checked.
+ * @param {Partial<BackoffOptions>} [partial]
+ * @returns {BackoffOptions}
+ * @throws {RangeError} naming the bad field
+ */
+export function backoffOptions(partial = {}) {
+  const options = { ...DEFAULT_BACKOFF, ...partial };
+  const bad = (/** @type {string} */ what) => new RangeError(`backoff.${what}`);
+  if (!(Number.isFinite(options.baseMs) && options.baseMs >= 0)) {
+    throw bad(`baseMs must be a number >= 0, got ${options.baseMs}`);
+  }
+  if (!(Number.isFinite(options.factor) && options.factor >= 1)) {
+    throw bad(`factor must be a number >= 1, got ${options.factor}`);
+  }
+  if (!(Number.isFinite(options.capMs) && options.capMs >= options.baseMs)) {
+    throw bad(`capMs must be a number >= baseMs, got ${options.capMs}`);
+  }
+  if (!(Number.isFinite(options.jitter) && options.jitter >= 0 && options.jitter <= 1)) {
+    throw bad(`jitter must be a number from 0 to 1, got ${options.jitter}`);
+  }
+  return options;
+}
+
+/**
+ * The delay before reconnect attempt `attempt` (0 for the first): a ceiling
+ * of `baseMs * factor^attempt`, capped at `capMs`, of which a random share up
+ * to `jitter` is taken off, so that clients a restart closed together do not
+ * come back together.
+ * @param {number} attempt
+ * @param {BackoffOptions} [options] (default DEFAULT_BACKOFF)
+ * @param {() => number} [random] in [0, 1) (default Math.random)
+ * @returns {number} milliseconds, an integer
+ */
+export function backoffDelay(attempt, options = DEFAULT_BACKOFF, random = Math.random) {
+  const ceiling = Math.min(options.capMs, options.baseMs * options.factor ** Math.max(0, attempt));
+  const share = Number(random()); // a broken source (NaN, out of range) must not mean no delay
+  return Math.round(ceiling * (1 - options.jitter * (share > 0 ? Math.min(share, 1) : 0)));
+}
+
+/**
+ * The relay's in-band close notice: `{code, closeCode, message}` when `event` is one
+ * (an `error` event whose `error.type` is `"relay_error"`), else `null`.
+ * @param {unknown} event
+ * @returns {{ code: string, closeCode: number, message: string } | null}
+ */
+export function closeNoticeOf(event) {
+  if (!isRecord(event) || event.type !== "error" || !isRecord(event.error)) return null;
+  const { type, code, close_code: closeCode, message } = event.error;
+  if (type !== "relay_error" || typeof code !== "string" || typeof closeCode !== "number") {
+    return null;
+  }
+  return { code, closeCode, message: typeof message === "string" ? message : "" };
+}
+
+/** Close codes after which a new connection is the right answer (with 1011 below). */
+const RECONNECT_CODES = new Set([
+  1001, // going away
+  1006, // lost without a close frame, or a browser that hides the real code
+  1012, // server_restarting: the platform recycles the worker
+  4001, // token_expired: the next connection has a fresh token
+]);
+
+/** Words for close codes that come without a reason. */
+const CODE_WORDS = /** @type {Readonly<Record<number, string>>} */ ({
+  1000: "normal_closure",
+  1001: "going_away",
+  1005: "no_status",
+  1006: "connection_lost",
+});
+
+/**
+ * Whether a closed connection should be followed by another, and why, in a
+ * word. A bare 1006 is decided by the close notice that came before it (a
+ * browser on the edge runtime sees 1006 for every close the relay starts); a
+ * real code is decided by itself. A connection that never opened was refused
+ * (or the relay was unreachable: a browser cannot tell), which ends the first
+ * connection and is one more failed attempt while reconnecting.
+ * @param {object} close
+ * @param {boolean} close.opened Whether the socket opened.
+ * @param {number} close.code The close event's code.
+ * @param {string} close.reason The close event's reason.
+ * @param {{ code: string, closeCode: number, message: string } | null} [close.notice]
+ *   The close notice received last, if any.
+ * @param {boolean} [close.reconnecting] Whether an earlier connection of this client had a
+ *   ready session (the client is reconnecting, not making its first connection).
+ * @returns {{ reconnect: boolean, why: string, code: number, reason: string }}
+ */
+export function closeDecision({ opened, code, reason, notice = null, reconnecting = false }) {
+  if (!opened) return { reconnect: reconnecting, why: "refused", code, reason };
+  let effectiveCode = code;
+  let effectiveReason = reason;
+  if (code === 1006 && notice !== null) {
+    effectiveCode = notice.closeCode;
+    // A close forwarded from OpenAI carries OpenAI's reason as the message.
+    effectiveReason = notice.code === "upstream_closed" ? notice.message : notice.code;
+  }
+  const reconnect = RECONNECT_CODES.has(effectiveCode) ||
+    (effectiveCode === 1011 && effectiveReason === "upstream_closed_abnormally");
+  const why = effectiveReason || CODE_WORDS[effectiveCode] || `close_${effectiveCode}`;
+  return { reconnect, why, code: effectiveCode, reason: effectiveReason };
+}
+
+/**
+ * Bytes `data` takes on the wire: UTF-8 length for text, byte length for binary.
+ * @param {string | ArrayBuffer | ArrayBufferView} data
+ * @returns {number}
+ */
+export function messageBytes(data) {
+  if (typeof data !== "string") return data.byteLength;
+  let bytes = 0;
+  for (let i = 0; i < data.length; i++) {
+    const unit = data.charCodeAt(i);
+    if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (unit >= 0xd800 && unit <= 0xdbff && isLowSurrogate(data.charCodeAt(i + 1))) {
+      bytes += 4; // a pair is one 4-byte character
+      i++;
+    } else bytes += 3; // the rest of the BMP, and lone surrogates (sent as U+FFFD)
+  }
+  return bytes;
+}
+
+/**
+ * Whether a message of `size` bytes may join `heldBytes` already held under `maxHeldBytes`.
+ * @param {number} heldBytes
+ * @param {number} size
+ * @param {number} maxHeldBytes
+ * @returns {boolean}
+ */
+export function fitsHold(heldBytes, size, maxHeldBytes) {
+  return heldBytes + size <= maxHeldBytes;
+}
+
+/**
+ * The URL and subprotocols of one connection: `?session=` always, `?model=` when
+ * given, and the token as a `jwt-<token>` subprotocol beside `realtime` (the
+ * relay never selects a credential entry, and a browser fails a handshake
+ * when none comes back) or as `?jwt=`.
+ * @param {object} target
+ * @param {string | URL} target.url
+ * @param {string} target.session
+ * @param {string} target.token
+ * @param {"protocol" | "query"} [target.tokenIn] (default "protocol")
+ * @param {string} [target.model]
+ * @returns {{ url: string, protocols: string[] }}
+ */
+export function connectionTarget({ url, session, token, tokenIn = "protocol", model }) {
+  const address = new URL(url);
+  address.searchParams.set("session", session);
+  if (model !== undefined) address.searchParams.set("model", model);
+  if (tokenIn === "query") {
+    address.searchParams.set("jwt", token);
+    return { url: address.href, protocols: [] };
+  }
+  return { url: address.href, protocols: ["realtime", `jwt-${token}`] };
+}
+
+/**
+ * Starts a conversation through the relay and returns its handle at once; the
+ * first connection starts in a microtask, so `onState` may use the returned
+ * value.
+ * @param {ConnectOptions} options
+ * @returns {RelayConnection}
+ * @throws {TypeError | RangeError} for a bad option, naming it
+ */
+export function connect(options) {
+  return new RelayConnection(options);
+}
+
+/** How long `close()` waits for the socket's close event before it reports closed anyway. */
+const CLOSE_GRACE_MS = 5000;
+const OPEN = 1;
+const CLOSING = 2;
+
+/**
+ * One connection attempt.
+ * @typedef {object} Attempt
+ * @property {WebSocketLike | null} socket
+ * @property {boolean} opened The socket opened.
+ * @property {boolean} ready The session is known; held messages went out.
+ * @property {boolean} closing A close notice came, or this side is closing it: hold what is sent.
+ * @property {{ code: string, closeCode: number, message: string } | null} notice
+ * @property {string | null} retiring This side closed it to reconnect (e.g. `"session_expired"`).
+ * @property {ReturnType<typeof setTimeout> | undefined} timer The connect deadline, then close()'s grace.
+ */
+
+/**
+ * A conversation through the relay, across connections. Made by {@linkcode connect}.
+ */
+export class RelayConnection {
+  /** @type {Required<Pick<ConnectOptions, "getToken" | "tokenIn" | "maxHeldBytes" | "maxAttempts" | "connectTimeoutMs" | "readyOn" | "random">> & ConnectOptions} */
+  #options;
+  /** @type {string} */
+  #url;
+  /** @type {BackoffOptions} */
+  #backoff;
+  /** @type {string} */
+  #session;
+  /** @type {RelayState} */
+  #state = "connecting";
+  /** @type {(string | ArrayBuffer | ArrayBufferView)[]} */
+  #held = [];
+  #heldBytes = 0;
+  /** Reconnect attempts in a row without a ready session. */
+  #attempts = 0;
+  /** Some connection of this client had a ready session. */
+  #established = false;
+  /** @type {Attempt | null} */
+  #current = null;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #retryTimer;
+  /** The app called close(); `[code, reason]`. @type {[number, string] | null} */
+  #stopping = null;
+  /** @type {Promise<StateInfo>} */
+  #closed;
+  /** @type {(info: StateInfo) => void} */
+  #resolveClosed = () => {};
+  /** @type {Promise<WebSocketConstructor> | null} */
+  #socketClass = null;
+
+  /**
+   * Use {@linkcode connect}.
+   * @param {ConnectOptions} options
+   */
+  constructor(options) {
+    if (!isRecord(options)) throw new TypeError("connect() needs an options object");
+    if (typeof options.getToken !== "function") {
+      throw new TypeError("getToken must be a function returning the user's access token");
+    }
+    let url;
+    try {
+      url = new URL(options.url);
+    } catch {
+      throw new TypeError("url must be the relay's ws:// or wss:// URL");
+    }
+    if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+      throw new TypeError(`url must be a ws:// or wss:// URL, got ${url.protocol}//`);
+    }
+    if (options.session !== undefined && !isSessionId(options.session)) {
+      throw new TypeError("session must be 22-64 characters of A-Z, a-z, 0-9, _ and -");
+    }
+    const tokenIn = options.tokenIn ?? "protocol";
+    if (tokenIn !== "protocol" && tokenIn !== "query") {
+      throw new TypeError('tokenIn must be "protocol" or "query"');
+    }
+    const readyOn = options.readyOn ?? "session";
+    if (readyOn !== "session" && readyOn !== "open") {
+      throw new TypeError('readyOn must be "session" or "open"');
+    }
+    const maxHeldBytes = count("maxHeldBytes", options.maxHeldBytes, DEFAULT_MAX_HELD_BYTES);
+    const maxAttempts = count("maxAttempts", options.maxAttempts, DEFAULT_MAX_ATTEMPTS);
+    const connectTimeoutMs = count("connectTimeoutMs", options.connectTimeoutMs, 15_000);
+    this.#backoff = backoffOptions(options.backoff);
+    this.#options = {
+      ...options,
+      tokenIn,
+      readyOn,
+      maxHeldBytes,
+      maxAttempts,
+      connectTimeoutMs,
+      random: options.random ?? Math.random,
+    };
+    this.#url = url.href;
+    this.#session = options.session ?? newSessionId();
+    this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    queueMicrotask(() => {
+      if (this.#stopping) return;
+      this.#setState("connecting", { why: "start" });
+      this.#open();
+    });
+  }
+
+  /** The session id sent as `?session=` on every connection: store it to continue later. */
+  get session() {
+    return this.#session;
+  }
+
+  /** The current state. */
+  get state() {
+    return this.#state;
+  }
+
+  /** Messages held for the next ready session, and their bytes. */
+  get held() {
+    return { messages: this.#held.length, bytes: this.#heldBytes };
+  }
+
+  /** Settles once the conversation is over, with the `closed` state's info. */
+  get closed() {
+    return this.#closed;
+  }
+
+  /**
+   * Sends a client event (an object, sent as JSON) or raw text or binary. While
+   * (re)connecting it is held, in order, and sent once the session is ready.
+   * @param {object | string | ArrayBuffer | ArrayBufferView} data
+   * @returns {void}
+   * @throws {RelayClientError} `"closed"` after `close()` or the end; `"hold_full"` when holding
+   *   it would pass `maxHeldBytes` (it is not held; the ones before it still are)
+   * @throws {TypeError} for something JSON cannot represent
+   */
+  send(data) {
+    if (this.#state === "closed" || this.#stopping) {
+      throw new RelayClientError("closed", "the relay connection is closed");
+    }
+    /** @type {string | ArrayBuffer | ArrayBufferView} */
+    let message;
+    if (typeof data === "string" || data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+      message = data;
+    } else if (typeof data === "object" && data !== null) {
+      message = JSON.stringify(data); // a cycle or a BigInt throws its own TypeError
+    } else {
+      throw new TypeError("send() takes an event object, a string or binary data");
+    }
+    const attempt = this.#current;
+    if (
+      attempt?.socket && attempt.ready && !attempt.closing && this.#held.length === 0 &&
+      attempt.socket.readyState === OPEN
+    ) {
+      attempt.socket.send(message);
+      return;
+    }
+    const size = messageBytes(message);
+    if (!fitsHold(this.#heldBytes, size, this.#options.maxHeldBytes)) {
+      throw new RelayClientError(
+        "hold_full",
+        `holding ${size} more bytes while reconnecting would pass maxHeldBytes ` +
+          `(${this.#heldBytes} of ${this.#options.maxHeldBytes} held)`,
+      );
+    }
+    this.#held.push(message);
+    this.#heldBytes += size;
+  }
+
+  /**
+   * Ends the conversation: no more reconnects; held messages are dropped
+   * (counted in `unsent`). Settles with the `closed` info once the socket closed.
+   * @param {number} [code] 1000 or 3000-4999 (what a client may send). (default 1000)
+   * @param {string} [reason] Always sent: Deno 2.1.4 reports a close without one as 1005. (default "client closed")
+   * @returns {Promise<StateInfo>}
+   */
+  close(code = 1000, reason = "client closed") {
+    if (code !== 1000 && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
+      throw new RangeError(`a client may close with 1000 or 3000-4999, got ${code}`);
+    }
+    if (this.#state === "closed" || this.#stopping) return this.#closed;
+    this.#stopping = [code, reason];
+    clearTimeout(this.#retryTimer);
+    const attempt = this.#current;
+    const socket = attempt?.socket;
+    if (attempt && socket && socket.readyState <= CLOSING) {
+      clearTimeout(attempt.timer);
+      try {
+        socket.close(code, reason);
+      } catch { /* closing already */ }
+      // A socket still connecting may report its close late (Deno 2.1.4 waits for the TCP end).
+      attempt.timer = setTimeout(() => this.#closedAfter(attempt), CLOSE_GRACE_MS);
+    } else {
+      if (attempt) clearTimeout(attempt.timer);
+      this.#current = null;
+      this.#finish({ why: "client", code, reason });
+    }
+    return this.#closed;
+  }
+
+  /** Starts one connection attempt. */
+  async #open() {
+    /** @type {Attempt} */
+    const attempt = {
+      socket: null,
+      opened: false,
+      ready: false,
+      closing: false,
+      notice: null,
+      retiring: null,
+      timer: undefined,
+    };
+    this.#current = attempt;
+    attempt.timer = setTimeout(() => this.#abandon(attempt), this.#options.connectTimeoutMs);
+    /** @type {WebSocketConstructor} */
+    let Socket;
+    try {
+      Socket = await this.#webSocketClass();
+    } catch {
+      if (attempt !== this.#current) return;
+      clearTimeout(attempt.timer);
+      this.#current = null;
+      this.#finish({ why: "no_websocket" });
+      return;
+    }
+    /** @type {unknown} */
+    let token;
+    try {
+      token = await this.#options.getToken();
+    } catch {
+      token = null;
+    }
+    if (attempt !== this.#current) return; // closed, or timed out, meanwhile
+    if (typeof token !== "string" || token === "") {
+      this.#ended(attempt, { reconnect: this.#established, why: "token_unavailable" });
+      return;
+    }
+    const target = connectionTarget({
+      url: this.#url,
+      session: this.#session,
+      token,
+      tokenIn: this.#options.tokenIn,
+      ...(this.#options.model === undefined ? {} : { model: this.#options.model }),
+    });
+    let socket;
+    try {
+      socket = target.protocols.length === 0
+        ? new Socket(target.url)
+        : new Socket(target.url, target.protocols);
+    } catch {
+      // Never the error itself: a browser's names the offending subprotocol, the token.
+      this.#ended(attempt, { reconnect: this.#established, why: "refused" });
+      return;
+    }
+    attempt.socket = socket;
+    socket.binaryType = "arraybuffer";
+    socket.addEventListener("open", () => this.#opened(attempt));
+    socket.addEventListener("message", (event) => this.#received(attempt, event.data));
+    // Browsers give no detail; the close event that follows says what matters.
+    socket.addEventListener("error", (event) => event?.preventDefault?.());
+    socket.addEventListener("close", (event) => {
+      this.#socketClosed(attempt, Number(event?.code ?? 1006), String(event?.reason ?? ""));
+    });
+  }
+
+  /** @returns {Promise<WebSocketConstructor>} */
+  #webSocketClass() {
+    this.#socketClass ??= (async () => {
+      if (this.#options.WebSocket) return this.#options.WebSocket;
+      const global = /** @type {{ WebSocket?: WebSocketConstructor }} */ (globalThis).WebSocket;
+      if (global) return global;
+      // Node 20 has no WebSocket of its own. A variable keeps bundlers (and
+      // browsers, which never get here) from resolving the name.
+      const name = "ws";
+      const module = await import(name);
+      const found = module.WebSocket ?? module.default;
+      if (typeof found !== "function") throw new Error("no WebSocket in ws");
+      return found;
+    })();
+    return this.#socketClass;
+  }
+
+  /** @param {Attempt} attempt */
+  #opened(attempt) {
+    if (attempt !== this.#current) return;
+    attempt.opened = true;
+    if (this.#options.readyOn === "open") this.#ready(attempt, null);
+  }
+
+  /**
+   * @param {Attempt} attempt
+   * @param {unknown} data
+   */
+  #received(attempt, data) {
+    if (attempt !== this.#current) return;
+    /** @type {unknown} */
+    let event;
+    if (typeof data === "string") {
+      try {
+        event = JSON.parse(data);
+      } catch { /* not JSON: onMessage */ }
+    }
+    if (!isRecord(event) || typeof event.type !== "string") {
+      const raw = typeof data === "string" || data instanceof ArrayBuffer
+        ? data
+        : toArrayBuffer(data);
+      if (raw !== null) this.#call(this.#options.onMessage, raw);
+      return;
+    }
+    const relayEvent = /** @type {RelayEvent} */ (event);
+    const notice = closeNoticeOf(relayEvent);
+    let expired = false;
+    if (notice !== null) {
+      // The close follows at once: what the app sends now waits for the next connection.
+      attempt.notice = notice;
+      attempt.closing = true;
+    } else {
+      attempt.notice = null;
+      const error = relayEvent.type === "error" && isRecord(relayEvent.error)
+        ? relayEvent.error
+        : null;
+      // OpenAI's session cap: that session is over; a new connection continues (resumed).
+      expired = error?.code === "session_expired";
+      if (expired) attempt.closing = true;
+      else if (relayEvent.type === SESSION_RESUMED) this.#ready(attempt, relayEvent);
+      else if (!attempt.ready && error === null) this.#ready(attempt, null);
+    }
+    this.#call(this.#options.onEvent, relayEvent);
+    if (expired) this.#retire(attempt, "session_expired");
+  }
+
+  /**
+   * The session is known: held messages go out, in order, then the state is `open`.
+   * @param {Attempt} attempt
+   * @param {RelayEvent | null} resumed The `relay.session.resumed` event, if that said so.
+   */
+  #ready(attempt, resumed) {
+    const socket = attempt.socket;
+    if (!socket || (attempt.ready && !resumed)) return;
+    // A resume reported after OpenAI's first event is still reported: `open` again.
+    clearTimeout(attempt.timer);
+    attempt.ready = true;
+    this.#established = true;
+    this.#attempts = 0;
+    while (this.#held.length > 0 && socket.readyState === OPEN) {
+      const message = /** @type {string | ArrayBuffer | ArrayBufferView} */ (this.#held[0]);
+      try {
+        socket.send(message);
+      } catch {
+        break; // the socket is going; the rest waits for the next one
+      }
+      this.#held.shift();
+      this.#heldBytes -= messageBytes(message);
+    }
+    /** @type {Omit<StateInfo, "session" | "attempt">} */
+    const info = resumed
+      ? {
+        why: "resumed",
+        resumed: true,
+        items: Number(resumed.items ?? 0),
+        skipped: Number(resumed.skipped ?? 0),
+      }
+      : { why: this.#options.readyOn === "open" ? "socket_open" : "started", resumed: false };
+    this.#setState("open", info);
+  }
+
+  /**
+   * This side closes the socket to reconnect.
+   * @param {Attempt} attempt
+   * @param {string} why
+   */
+  #retire(attempt, why) {
+    if (attempt !== this.#current || this.#stopping || attempt.retiring) return;
+    attempt.retiring = why;
+    try {
+      attempt.socket?.close(1000, why);
+    } catch { /* closing already */ }
+  }
+
+  /**
+   * The connect deadline passed: give up on this attempt without waiting for
+   * its socket (one still connecting may never report).
+   * @param {Attempt} attempt
+   */
+  #abandon(attempt) {
+    if (attempt !== this.#current) return;
+    try {
+      attempt.socket?.close(1000, "connect_timeout");
+    } catch { /* not open */ }
+    this.#ended(attempt, { reconnect: this.#established, why: "connect_timeout" });
+  }
+
+  /**
+   * @param {Attempt} attempt
+   * @param {number} code
+   * @param {string} reason
+   */
+  #socketClosed(attempt, code, reason) {
+    if (attempt !== this.#current) return;
+    if (this.#stopping) {
+      this.#closedAfter(attempt);
+      return;
+    }
+    const decision = attempt.retiring
+      ? { reconnect: true, why: attempt.retiring, code, reason }
+      : closeDecision({
+        opened: attempt.opened,
+        code,
+        reason,
+        notice: attempt.notice,
+        reconnecting: this.#established,
+      });
+    this.#ended(attempt, decision);
+  }
+
+  /**
+   * The socket of a `close()` closed (or its grace passed).
+   * @param {Attempt} attempt
+   */
+  #closedAfter(attempt) {
+    if (attempt !== this.#current || !this.#stopping) return;
+    clearTimeout(attempt.timer);
+    this.#current = null;
+    const [code, reason] = this.#stopping;
+    this.#finish({ why: "client", code, reason });
+  }
+
+  /**
+   * An attempt is over: reconnect after a backoff, or finish.
+   * @param {Attempt} attempt
+   * @param {{ reconnect: boolean, why: string, code?: number, reason?: string }} decision
+   */
+  #ended(attempt, decision) {
+    clearTimeout(attempt.timer);
+    this.#current = null;
+    /** @type {{ code?: number, reason?: string }} */
+    const close = {};
+    if (decision.code !== undefined) close.code = decision.code;
+    if (decision.reason !== undefined) close.reason = decision.reason;
+    if (!decision.reconnect) {
+      this.#finish({ why: decision.why, ...close });
+      return;
+    }
+    if (this.#attempts >= this.#options.maxAttempts) {
+      this.#finish({ why: "gave_up", cause: decision.why, ...close });
+      return;
+    }
+    const delayMs = backoffDelay(this.#attempts, this.#backoff, this.#options.random);
+    this.#attempts += 1;
+    // The timer first: onState may call close(), which clears it.
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (!this.#stopping) this.#open();
+    }, delayMs);
+    this.#setState("reconnecting", { why: decision.why, ...close, delayMs });
+  }
+
+  /** @param {Omit<StateInfo, "session" | "attempt">} info */
+  #finish(info) {
+    if (this.#state === "closed") return;
+    clearTimeout(this.#retryTimer);
+    const unsent = this.#held.length;
+    this.#held = [];
+    this.#heldBytes = 0;
+    const final = { session: this.#session, attempt: this.#attempts, ...info, unsent };
+    this.#state = "closed";
+    this.#resolveClosed(final);
+    this.#call(this.#options.onState, "closed", final);
+  }
+
+  /**
+   * @param {RelayState} state
+   * @param {Omit<StateInfo, "session" | "attempt">} info
+   */
+  #setState(state, info) {
+    this.#state = state;
+    this.#call(this.#options.onState, state, {
+      session: this.#session,
+      attempt: this.#attempts,
+      ...info,
+    });
+  }
+
+  /**
+   * Runs an app callback; what it throws is rethrown on its own, so it shows
+   * as the app's error without breaking the connection's bookkeeping.
+   * @template {unknown[]} A
+   * @param {((...args: A) => void) | undefined} callback
+   * @param {A} args
+   */
+  #call(callback, ...args) {
+    if (!callback) return;
+    try {
+      callback(...args);
+    } catch (error) {
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+}
+
+/**
+ * @param {string} name
+ * @param {unknown} value
+ * @param {number} fallback
+ * @returns {number}
+ */
+function count(name, value, fallback) {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !(value >= 0) || !Number.isInteger(value)) {
+    throw new RangeError(`${name} must be an integer >= 0, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * @param {unknown} value
+ * @returns {value is Record<string, unknown>}
+ */
+function isRecord(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** @param {number} unit */
+function isLowSurrogate(unit) {
+  return unit >= 0xdc00 && unit <= 0xdfff;
+}
+
+/**
+ * Binary data as an ArrayBuffer (a `ws` without `binaryType` support gives a Buffer).
+ * @param {unknown} data
+ * @returns {ArrayBuffer | null}
+ */
+function toArrayBuffer(data) {
+  if (!ArrayBuffer.isView(data)) return null;
+  const copy = new Uint8Array(data.byteLength);
+  copy.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  return /** @type {ArrayBuffer} */ (copy.buffer);
+}
