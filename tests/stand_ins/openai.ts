@@ -88,6 +88,12 @@ export interface ConnectionRecord {
   ): Promise<void>;
   /** Destroys the TCP connection without a close frame. */
   drop(): void;
+  /**
+   * The `realtime` behaviour's conversation, once upgraded: its effective
+   * `session`, `items`, `responses` (each with its effective `config`, status
+   * and usage) and `lastResponse`, as the stand-in holds them.
+   */
+  realtime?: RealtimeConversation;
 }
 
 /** The running stand-in. */
@@ -421,6 +427,7 @@ class StandIn implements OpenAIStandIn {
         return;
       case "realtime": {
         const conv = new RealtimeConversation(model ?? "gpt-realtime");
+        record.realtime = conv;
         await peer.sendJson(conv.created());
         // Answers are queued so they go out in order even when streamed slowly.
         let chain = Promise.resolve();

@@ -4,14 +4,26 @@
  * `event_id`), with deterministic content so tests can assert on it.
  */
 
-import { concatBytes, decodeBase64 } from "./realtime_audio.ts";
+import { concatBytes, decodeBase64, encodeBase64 } from "./realtime_audio.ts";
 import {
+  applySessionUpdate,
+  type ConfigError,
+  resolveResponse,
+  type ResponseConfig,
+} from "./realtime_session.ts";
+import {
+  audioMs,
   headSegments,
   itemTokens,
+  outputAudioTokens,
   outputTokens,
   type PromptSegment,
+  type RealtimeUsage,
+  textTokens,
   usageOf,
 } from "./realtime_usage.ts";
+
+export type { ResponseConfig } from "./realtime_session.ts";
 
 type Json = Record<string, unknown>;
 
@@ -127,15 +139,6 @@ function isObject(v: unknown): v is Json {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function merge(base: Json, update: Json): Json {
-  const out: Json = { ...base };
-  for (const [k, v] of Object.entries(update)) {
-    const prev = out[k];
-    out[k] = isObject(v) && isObject(prev) ? merge(prev, v) : v;
-  }
-  return out;
-}
-
 const CLIENT_EVENTS = [
   "session.update",
   "input_audio_buffer.append",
@@ -150,6 +153,95 @@ const CLIENT_EVENTS = [
   "output_audio_buffer.clear",
 ];
 
+/** A server event a response run yields; `audioMs` is the audio it carries (0 for none). */
+export interface Step {
+  event: Json;
+  audioMs: number;
+}
+
+/** What answering one client message produced: events to send now, responses to stream. */
+export interface Answer {
+  events: Json[];
+  runs: ResponseRun[];
+}
+
+/** One response as the stand-in ran it, for tests to read back. */
+export interface ResponseRecord {
+  id: string;
+  /** The effective configuration: the session's, with the `response.create` overrides. */
+  config: ResponseConfig;
+  /** `in_progress` until `response.done`, then `completed`, `cancelled` or `incomplete`. */
+  status: string;
+  usage: RealtimeUsage | null;
+  /** The output items as `response.done` showed them. */
+  output: Json[];
+}
+
+/** Why a run stopped before its end. */
+type StopReason = "client_cancelled" | "turn_detected";
+
+/**
+ * One response being generated: pull its events with `next()` (instantly, or
+ * paced by the caller), stop it with `cancel()`; the events that close a
+ * cancelled response still come from `next()`.
+ */
+export class ResponseRun {
+  readonly id: string;
+  readonly record: ResponseRecord;
+  /** Set by `cancel()`; the generator reads it between deltas. */
+  stopped: StopReason | undefined;
+  #steps: Generator<Step, void> | undefined;
+  #finished = false;
+  readonly #onEnd: (run: ResponseRun) => void;
+
+  constructor(record: ResponseRecord, onEnd: (run: ResponseRun) => void) {
+    this.id = record.id;
+    this.record = record;
+    this.#onEnd = onEnd;
+  }
+
+  /** Attaches the generator (it needs the run to read `stopped`). */
+  start(steps: Generator<Step, void>): void {
+    this.#steps = steps;
+  }
+
+  /** Whether every event has been pulled. */
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  /** Whether the response writes to the default conversation. */
+  get inConversation(): boolean {
+    return this.record.config.conversation === "auto";
+  }
+
+  /** The next event, or `undefined` once `response.done` has been pulled. */
+  next(): Step | undefined {
+    if (this.#finished || !this.#steps) return undefined;
+    const r = this.#steps.next();
+    if (r.done) {
+      this.#finished = true;
+      this.#onEnd(this);
+      return undefined;
+    }
+    return r.value;
+  }
+
+  /** Stops the response at the next delta; `next()` then yields its closing events. */
+  cancel(reason: StopReason = "client_cancelled"): void {
+    this.stopped ??= reason;
+  }
+
+  /** Every remaining event, at once. */
+  drain(): Json[] {
+    const out: Json[] = [];
+    for (let s = this.next(); s; s = this.next()) out.push(s.event);
+    return out;
+  }
+}
+
+const WORDS = /\S+\s*/g;
+
 /** One Realtime conversation: feed it client messages, get the server events to send back. */
 export class RealtimeConversation {
   session: Json;
@@ -158,15 +250,21 @@ export class RealtimeConversation {
   audioBufferBytes = 0;
   /** All decoded audio bytes received over the connection. */
   audioBytesTotal = 0;
+  /** Every response, in the order they were created. */
+  readonly responses: ResponseRecord[] = [];
+  /** The instructions the session started with: replies mention any others. */
+  readonly defaultInstructions: string;
   #entries: Entry[] = [];
   #buffer: Uint8Array[] = [];
-  #lastUserText: string | undefined;
-  #lastAudioBytes = 0;
   /** The prompt of the previous response, for the prefix cache. */
   #lastPrompt: PromptSegment[] | undefined;
+  /** Whether assistant audio has gone out: the voice is locked from then on. */
+  #spoke = false;
+  readonly #active = new Set<ResponseRun>();
 
   constructor(model: string) {
     this.session = defaultSession(model);
+    this.defaultInstructions = String(this.session.instructions);
   }
 
   /** The conversation's items in order, as `conversation.item.done` shows them (no audio bytes). */
@@ -174,87 +272,76 @@ export class RealtimeConversation {
     return this.#entries.map((e) => structuredClone(e.item));
   }
 
+  /** The effective configuration of the last response created, if any. */
+  get lastResponse(): ResponseConfig | undefined {
+    return this.responses.at(-1)?.config;
+  }
+
   /** The first event of every connection. */
   created(): Json {
     return serverEvent("session.created", { session: this.session });
   }
 
-  /** Server events answering one client text message, in order. */
+  /** Server events answering one client text message, in order, responses included in full. */
   handleText(text: string): Json[] {
+    const { events, runs } = this.handle(text);
+    return [...events, ...runs.flatMap((r) => r.drain())];
+  }
+
+  /** What one client text message produces: immediate events, and responses to stream. */
+  handle(text: string): Answer {
     let msg: unknown;
     try {
       msg = JSON.parse(text);
     } catch {
-      return [
-        errorEvent(
-          "invalid_json",
-          "Invalid event: failed to parse JSON value.",
-        ),
-      ];
+      return only(errorEvent("invalid_json", "Invalid event: failed to parse JSON value."));
     }
     if (!isObject(msg)) {
-      return [
-        errorEvent("invalid_type", "Invalid event: expected an object.", {
-          param: null,
-        }),
-      ];
+      return only(
+        errorEvent("invalid_type", "Invalid event: expected an object.", { param: null }),
+      );
     }
     const clientEventId = typeof msg.event_id === "string" ? msg.event_id : null;
     const type = typeof msg.type === "string" ? msg.type : undefined;
     if (type === undefined) {
-      return [
-        errorEvent(
-          "missing_required_parameter",
-          "Missing required parameter: 'type'.",
-          { param: "type", clientEventId },
-        ),
-      ];
+      return only(errorEvent("missing_required_parameter", "Missing required parameter: 'type'.", {
+        param: "type",
+        clientEventId,
+      }));
     }
     if (!CLIENT_EVENTS.includes(type)) {
-      return [
-        errorEvent(
-          "invalid_value",
-          `Invalid value: '${type}'. Supported values are: ${
-            CLIENT_EVENTS.map((t) => `'${t}'`).join(", ")
-          }.`,
-          { param: "type", clientEventId },
-        ),
-      ];
+      return only(errorEvent(
+        "invalid_value",
+        `Invalid value: '${type}'. Supported values are: ${
+          CLIENT_EVENTS.map((t) => `'${t}'`).join(", ")
+        }.`,
+        { param: "type", clientEventId },
+      ));
     }
     switch (type) {
       case "session.update":
-        return this.#sessionUpdate(msg, clientEventId);
+        return events(this.#sessionUpdate(msg, clientEventId));
       case "input_audio_buffer.append":
-        return this.#append(msg, clientEventId);
+        return events(this.#append(msg, clientEventId));
       case "input_audio_buffer.commit":
-        return this.#commit(clientEventId);
+        return events(this.#commit(clientEventId));
       case "input_audio_buffer.clear":
         this.audioBufferBytes = 0;
         this.#buffer = [];
-        return [serverEvent("input_audio_buffer.cleared")];
+        return only(serverEvent("input_audio_buffer.cleared"));
       case "conversation.item.create":
-        return this.#itemCreate(msg, clientEventId);
+        return events(this.#itemCreate(msg, clientEventId));
       case "conversation.item.delete":
-        return this.#itemDelete(msg, clientEventId);
+        return events(this.#itemDelete(msg, clientEventId));
       case "response.create":
-        return this.#respond(msg);
+        return this.#respond(msg, clientEventId);
       case "response.cancel":
-        // Responses here are emitted in one go, so none is ever in progress.
-        return [
-          errorEvent(
-            "response_cancel_not_active",
-            "Cancellation failed: no active response found",
-            { clientEventId },
-          ),
-        ];
+        return events(this.#cancel(msg, clientEventId));
       default:
-        return [
-          errorEvent(
-            "unsupported_event",
-            `The stand-in does not implement '${type}'.`,
-            { param: "type", clientEventId },
-          ),
-        ];
+        return only(errorEvent("unsupported_event", `The stand-in does not implement '${type}'.`, {
+          param: "type",
+          clientEventId,
+        }));
     }
   }
 
@@ -278,16 +365,9 @@ export class RealtimeConversation {
         }),
       ];
     }
-    if (update.type !== "realtime") {
-      return [
-        errorEvent(
-          "missing_required_parameter",
-          "Missing required parameter: 'session.type'.",
-          { param: "session.type", clientEventId },
-        ),
-      ];
-    }
-    this.session = merge(this.session, update);
+    const result = applySessionUpdate(this.session, update, this.#spoke);
+    if ("error" in result) return [configError(result.error, clientEventId)];
+    this.session = result.session;
     return [serverEvent("session.updated", { session: this.session })];
   }
 
@@ -320,11 +400,14 @@ export class RealtimeConversation {
   }
 
   #commit(clientEventId: string | null): Json[] {
-    if (this.audioBufferBytes === 0) {
+    const ms = audioMs(this.audioBufferBytes);
+    if (ms < 100) {
       return [
         errorEvent(
           "input_audio_buffer_commit_empty",
-          "Error committing input audio buffer: buffer too small. Expected at least 100ms of audio, but buffer only has 0.00ms of audio.",
+          `Error committing input audio buffer: buffer too small. Expected at least 100ms of audio, but buffer only has ${
+            ms.toFixed(2)
+          }ms of audio.`,
           { clientEventId },
         ),
       ];
@@ -338,8 +421,6 @@ export class RealtimeConversation {
       role: "user",
       content: [{ type: "input_audio", transcript: null }],
     };
-    this.#lastAudioBytes = this.audioBufferBytes;
-    this.#lastUserText = undefined;
     this.#entries.push({ item, audio: new Map([[0, concatBytes(this.#buffer)]]), rev: 0 });
     this.#buffer = [];
     this.audioBufferBytes = 0;
@@ -371,8 +452,6 @@ export class RealtimeConversation {
       status: "completed",
     };
     this.#entries.push({ item, audio: new Map(), rev: 0 });
-    const text = textOf(item);
-    if (text !== undefined && item.role === "user") this.#lastUserText = text;
     return [
       serverEvent("conversation.item.added", { previous_item_id: previous, item }),
       serverEvent("conversation.item.done", { previous_item_id: previous, item }),
@@ -394,10 +473,15 @@ export class RealtimeConversation {
     return [serverEvent("conversation.item.deleted", { item_id: msg.item_id })];
   }
 
+  #lastItemId(): string | null {
+    const last = this.#entries.at(-1)?.item;
+    return typeof last?.id === "string" ? last.id : null;
+  }
+
   /** A response's prompt: instructions, tools, then each item as it stands now. */
-  #prompt(instructions: string, tools: readonly unknown[], entries: Entry[]): PromptSegment[] {
+  #prompt(config: ResponseConfig, entries: Entry[]): PromptSegment[] {
     return [
-      ...headSegments(instructions, tools),
+      ...headSegments(config.instructions, config.tools),
       ...entries.map((e) => ({
         key: `${String(e.item.id)}#${e.rev}`,
         ...itemTokens(e.item, (i) => e.audio.get(i)?.byteLength ?? 0),
@@ -405,149 +489,270 @@ export class RealtimeConversation {
     ];
   }
 
-  #lastItemId(): string | null {
-    const last = this.#entries.at(-1)?.item;
-    return typeof last?.id === "string" ? last.id : null;
+  /** The items a response reads: its own `input`, or the conversation. */
+  #context(config: ResponseConfig): Entry[] | ConfigError {
+    if (!config.input) return [...this.#entries];
+    const out: Entry[] = [];
+    for (const [i, given] of config.input.entries()) {
+      if (given.type === "item_reference") {
+        const found = this.#entries.find((e) => e.item.id === given.id);
+        if (!found) {
+          return {
+            code: "invalid_value",
+            message: `Item with id '${String(given.id)}' not found in the conversation.`,
+            param: `response.input[${i}].id`,
+          };
+        }
+        out.push(found);
+      } else {
+        out.push({
+          item: { id: given.id ?? openaiId("item"), ...given },
+          audio: new Map(),
+          rev: 0,
+        });
+      }
+    }
+    return out;
   }
 
-  /** The assistant's deterministic answer: it says what it received. */
+  /**
+   * What the next `response.create` without overrides would say: the
+   * assistant's deterministic answer to the conversation.
+   */
   replyText(): string {
-    if (this.#lastUserText !== undefined) {
-      return `You said: ${this.#lastUserText}`;
-    }
-    if (this.#lastAudioBytes > 0) {
-      return `I heard ${this.#lastAudioBytes} bytes of audio.`;
-    }
-    return "Hello from the stand-in.";
+    const { config } = resolveResponse(this.session, undefined, false) as {
+      config: ResponseConfig;
+    };
+    return this.#reply(config, this.#entries);
   }
 
-  #respond(msg: Json): Json[] {
-    const params = isObject(msg.response) ? msg.response : {};
-    const modalities = Array.isArray(params.output_modalities)
-      ? params.output_modalities
-      : this.session.output_modalities;
-    const audio = Array.isArray(modalities) && modalities.includes("audio");
-    const responseId = openaiId("resp");
-    const itemId = openaiId("item");
-    const text = this.replyText();
-    const pieces = text.match(/\S+\s*/g) ?? [text];
-    // The whole conversation so far is the prompt, read before the answer is added.
-    const prompt = this.#prompt(
-      String(this.session.instructions ?? ""),
-      Array.isArray(this.session.tools) ? this.session.tools : [],
-      this.#entries,
+  /**
+   * The answer to `context` under `config`: it says what it received, after
+   * the instructions in brackets when they are not the session's defaults.
+   */
+  #reply(config: ResponseConfig, context: readonly Entry[]): string {
+    const lastUser = context.findLast((e) => e.item.type === "message" && e.item.role === "user");
+    let answer = "Hello from the stand-in.";
+    if (lastUser) {
+      const text = textOf(lastUser.item);
+      const bytes = [...lastUser.audio.values()].reduce((n, a) => n + a.byteLength, 0);
+      if (text !== undefined) answer = `You said: ${text}`;
+      else if (bytes > 0) answer = `I heard ${bytes} bytes of audio.`;
+    }
+    return instructionsPrefix(config.instructions, this.defaultInstructions) + answer;
+  }
+
+  #respond(msg: Json, clientEventId: string | null): Answer {
+    const resolved = resolveResponse(this.session, msg.response, this.#spoke);
+    if ("error" in resolved) return only(configError(resolved.error, clientEventId));
+    const config = resolved.config;
+    const busy = [...this.#active].find((r) => r.inConversation);
+    if (config.conversation === "auto" && busy) {
+      return only(errorEvent(
+        "conversation_already_has_active_response",
+        `Conversation already has an active response in progress: ${busy.id}. Wait until the response is finished before creating a new one.`,
+        { clientEventId },
+      ));
+    }
+    const context = this.#context(config);
+    if (!Array.isArray(context)) return only(configError(context, clientEventId));
+    const record: ResponseRecord = {
+      id: openaiId("resp"),
+      config,
+      status: "in_progress",
+      usage: null,
+      output: [],
+    };
+    this.responses.push(record);
+    const run = new ResponseRun(record, (r) => this.#active.delete(r));
+    // The prompt is read when the response starts; it is what the next response may find cached.
+    const prompt = this.#prompt(config, context);
+    const previousPrompt = this.#lastPrompt;
+    this.#lastPrompt = prompt;
+    run.start(this.#message(run, context, prompt, previousPrompt));
+    this.#active.add(run);
+    return { events: [], runs: [run] };
+  }
+
+  #cancel(msg: Json, clientEventId: string | null): Json[] {
+    const wanted = typeof msg.response_id === "string" ? msg.response_id : undefined;
+    const run = [...this.#active].find((r) =>
+      !r.stopped && (wanted === undefined ? r.inConversation : r.id === wanted)
     );
-    // 10 ms of 24 kHz PCM16 silence per word keeps the stream realistic yet small.
-    const silence = new Uint8Array(480);
+    if (!run) {
+      return [
+        errorEvent(
+          "response_cancel_not_active",
+          "Cancellation failed: no active response found",
+          { clientEventId },
+        ),
+      ];
+    }
+    // response.done (status cancelled) comes from the run itself, after what it already sent.
+    run.cancel("client_cancelled");
+    return [];
+  }
+
+  /** An assistant message answering `context`, as a stream of GA events. */
+  *#message(
+    run: ResponseRun,
+    context: readonly Entry[],
+    prompt: PromptSegment[],
+    previousPrompt: PromptSegment[] | undefined,
+  ): Generator<Step, void> {
+    const { config, id: responseId } = run.record;
+    const audio = config.output_modalities[0] === "audio";
+    const conversation = config.conversation === "auto";
+    const text = this.#reply(config, context);
+    const max = config.max_output_tokens === "inf" ? Infinity : config.max_output_tokens;
+    const itemId = openaiId("item");
+    const item: Json = {
+      id: itemId,
+      type: "message",
+      status: "in_progress",
+      role: "assistant",
+      content: [],
+      object: "realtime.item",
+    };
+    const entry: Entry = { item, audio: new Map(), rev: 0 };
+    const previous = this.#lastItemId();
+    if (conversation) this.#entries.push(entry);
     const base = {
       object: "realtime.response",
       id: responseId,
-      conversation_id: this.conversationId,
-      output_modalities: audio ? ["audio"] : ["text"],
-      max_output_tokens: "inf",
-      audio: { output: { format: { type: "audio/pcm", rate: 24000 }, voice: "alloy" } },
-      metadata: null,
+      conversation_id: conversation ? this.conversationId : null,
+      output_modalities: [...config.output_modalities],
+      max_output_tokens: config.max_output_tokens,
+      audio: { output: { format: { type: "audio/pcm", rate: 24000 }, voice: config.voice } },
+      metadata: config.metadata,
     };
-    const finalPart = audio
-      ? { type: "output_audio", transcript: text }
-      : { type: "output_text", text };
-    const item = (status: string, content: Json[]): Json => ({
-      id: itemId,
-      type: "message",
-      status,
-      role: "assistant",
-      content,
-      object: "realtime.item",
-    });
     const at = { response_id: responseId, item_id: itemId, output_index: 0 };
-    const previous = this.#lastItemId();
-    const events: Json[] = [
-      serverEvent("response.created", {
-        response: { ...base, status: "in_progress", status_details: null, output: [], usage: null },
-      }),
-      serverEvent("response.output_item.added", {
-        response_id: responseId,
-        output_index: 0,
-        item: item("in_progress", []),
-      }),
-      serverEvent("conversation.item.added", {
+    const step = (type: string, fields: Json, audioMs = 0): Step => ({
+      event: serverEvent(type, fields),
+      audioMs,
+    });
+    yield step("response.created", {
+      response: { ...base, status: "in_progress", status_details: null, output: [], usage: null },
+    });
+    yield step("response.output_item.added", {
+      response_id: responseId,
+      output_index: 0,
+      item: structuredClone(item),
+    });
+    if (conversation) {
+      yield step("conversation.item.added", {
         previous_item_id: previous,
-        item: item("in_progress", []),
-      }),
-      serverEvent("response.content_part.added", {
-        ...at,
-        content_index: 0,
-        part: audio ? { type: "audio", transcript: "" } : { type: "text", text: "" },
-      }),
-    ];
-    for (const delta of pieces) {
-      if (audio) {
-        events.push(
-          serverEvent("response.output_audio.delta", {
-            ...at,
-            content_index: 0,
-            delta: btoa("\0".repeat(silence.byteLength)),
-          }),
-        );
+        item: structuredClone(item),
+      });
+    }
+    yield step("response.content_part.added", {
+      ...at,
+      content_index: 0,
+      part: audio ? { type: "audio", transcript: "" } : { type: "text", text: "" },
+    });
+
+    // 10 ms of 24 kHz PCM16 silence per word keeps the stream realistic yet small.
+    const silence = new Uint8Array(480);
+    let said = "";
+    const spoken: Uint8Array[] = [];
+    let spokenBytes = 0;
+    let cut = false;
+    for (const word of text.match(WORDS) ?? [text]) {
+      if (run.stopped) break;
+      const chunk = audio ? silence : undefined;
+      const cost = textTokens(said + word) +
+        outputAudioTokens(spokenBytes + (chunk?.byteLength ?? 0));
+      if (cost > max) {
+        cut = true;
+        break;
       }
-      events.push(
-        serverEvent(
-          audio ? "response.output_audio_transcript.delta" : "response.output_text.delta",
-          { ...at, content_index: 0, delta },
-        ),
+      if (chunk) {
+        spoken.push(chunk);
+        spokenBytes += chunk.byteLength;
+        this.#spoke = true;
+        yield step("response.output_audio.delta", {
+          ...at,
+          content_index: 0,
+          delta: encodeBase64(chunk),
+        }, audioMs(chunk.byteLength));
+      }
+      said += word;
+      yield step(
+        audio ? "response.output_audio_transcript.delta" : "response.output_text.delta",
+        { ...at, content_index: 0, delta: word },
       );
     }
     if (audio) {
-      events.push(
-        serverEvent("response.output_audio.done", { ...at, content_index: 0 }),
-        serverEvent("response.output_audio_transcript.done", {
-          ...at,
-          content_index: 0,
-          transcript: text,
-        }),
-      );
-    } else {
-      events.push(
-        serverEvent("response.output_text.done", { ...at, content_index: 0, text }),
-      );
-    }
-    const done = item("completed", [finalPart]);
-    const spoken = new Uint8Array(audio ? silence.byteLength * pieces.length : 0);
-    const entry: Entry = { item: done, audio: new Map(audio ? [[0, spoken]] : []), rev: 0 };
-    this.#entries.push(entry);
-    const usage = usageOf(
-      prompt,
-      this.#lastPrompt,
-      outputTokens(done, (i) => entry.audio.get(i)?.byteLength ?? 0),
-    );
-    this.#lastPrompt = prompt;
-    events.push(
-      serverEvent("response.content_part.done", {
+      yield step("response.output_audio.done", { ...at, content_index: 0 });
+      yield step("response.output_audio_transcript.done", {
         ...at,
         content_index: 0,
-        part: audio ? { type: "audio", transcript: text } : { type: "text", text },
-      }),
-      serverEvent("response.output_item.done", {
-        response_id: responseId,
-        output_index: 0,
-        item: done,
-      }),
-      serverEvent("conversation.item.done", {
-        previous_item_id: previous,
-        item: done,
-      }),
-      serverEvent("response.done", {
-        response: {
-          ...base,
-          status: "completed",
-          status_details: null,
-          output: [done],
-          usage,
-        },
-      }),
+        transcript: said,
+      });
+    } else {
+      yield step("response.output_text.done", { ...at, content_index: 0, text: said });
+    }
+    yield step("response.content_part.done", {
+      ...at,
+      content_index: 0,
+      part: audio ? { type: "audio", transcript: said } : { type: "text", text: said },
+    });
+    const status = run.stopped ? "cancelled" : cut ? "incomplete" : "completed";
+    item.status = status === "completed" ? "completed" : "incomplete";
+    item.content = [
+      audio ? { type: "output_audio", transcript: said } : { type: "output_text", text: said },
+    ];
+    if (audio) entry.audio.set(0, concatBytes(spoken));
+    const done = structuredClone(item);
+    yield step("response.output_item.done", {
+      response_id: responseId,
+      output_index: 0,
+      item: done,
+    });
+    if (conversation) {
+      yield step("conversation.item.done", { previous_item_id: previous, item: done });
+    }
+    const usage = usageOf(
+      prompt,
+      previousPrompt,
+      outputTokens(done, (i) => entry.audio.get(i)?.byteLength ?? 0),
     );
-    return events;
+    Object.assign(run.record, { status, usage, output: [done] });
+    yield step("response.done", {
+      response: {
+        ...base,
+        status,
+        status_details: status === "completed"
+          ? null
+          : status === "cancelled"
+          ? { type: "cancelled", reason: run.stopped }
+          : { type: "incomplete", reason: "max_output_tokens" },
+        output: [done],
+        usage,
+      },
+    });
   }
+}
+
+function only(event: Json): Answer {
+  return { events: [event], runs: [] };
+}
+
+function events(list: Json[]): Answer {
+  return { events: list, runs: [] };
+}
+
+function configError(e: ConfigError, clientEventId: string | null): Json {
+  return errorEvent(e.code, e.message, { param: e.param, clientEventId });
+}
+
+/** `[<instructions>] ` when they differ from the defaults, so tests can see what took effect. */
+export function instructionsPrefix(instructions: string, defaults: string): string {
+  if (instructions === defaults) return "";
+  const shown = [...instructions].length > 60
+    ? `${[...instructions].slice(0, 59).join("")}…`
+    : instructions;
+  return `[${shown}] `;
 }
 
 function textOf(item: Json): string | undefined {

@@ -10,6 +10,8 @@ import assert from "node:assert/strict";
 import { TestClient } from "../helpers/ws_client.ts";
 import { type OpenAIStandIn, startOpenAIStandIn } from "./openai.ts";
 import { encodeBase64 } from "./realtime_audio.ts";
+import { defaultSession } from "./realtime_events.ts";
+import { applySessionUpdate, resolveResponse } from "./realtime_session.ts";
 import {
   audioBytes,
   inputAudioTokens,
@@ -242,5 +244,317 @@ Deno.test("realtime usage: audio in and out by duration, the conversation is inp
     // Input audio: the user's 1 s plus the first answer's audio read back at the input rate.
     assert.equal(details.audio_tokens, 10 + inputAudioTokens(spoken));
     assert.equal(obj(usage2.output_token_details).audio_tokens, 0);
+  });
+});
+
+// ---- session and response configuration ------------------------------------------
+
+Deno.test("applySessionUpdate refuses what OpenAI refuses, whole event, and merges audio a level down", () => {
+  const current = defaultSession("gpt-realtime");
+  const refusals: [Json, boolean, string, string | null][] = [
+    [{ type: "realtime", id: "sess_x" }, false, "unknown_parameter", "session.id"],
+    [
+      { type: "realtime", object: "realtime.session" },
+      false,
+      "unknown_parameter",
+      "session.object",
+    ],
+    [{ type: "realtime", expires_at: 1 }, false, "unknown_parameter", "session.expires_at"],
+    [{ type: "realtime", voice: "ash" }, false, "unknown_parameter", "session.voice"],
+    [
+      { type: "realtime", turn_detection: null },
+      false,
+      "unknown_parameter",
+      "session.turn_detection",
+    ],
+    [
+      { type: "realtime", audio: { input: { vad: 1 } } },
+      false,
+      "unknown_parameter",
+      "session.audio.input.vad",
+    ],
+    [{ instructions: "x" }, false, "missing_required_parameter", "session.type"],
+    [{ type: "transcription" }, false, "invalid_value", "session.type"],
+    [{ type: "realtime", model: "gpt-other" }, false, "invalid_value", "session.model"],
+    [{ type: "realtime", instructions: 3 }, false, "invalid_type", "session.instructions"],
+    [
+      { type: "realtime", output_modalities: ["text", "audio"] },
+      false,
+      "invalid_value",
+      "session.output_modalities",
+    ],
+    [
+      { type: "realtime", max_output_tokens: 5000 },
+      false,
+      "integer_above_max_value",
+      "session.max_output_tokens",
+    ],
+    [
+      { type: "realtime", max_output_tokens: 0 },
+      false,
+      "integer_below_min_value",
+      "session.max_output_tokens",
+    ],
+    [
+      { type: "realtime", audio: { output: { voice: "ash" } } },
+      true,
+      "cannot_update_voice",
+      "session.audio.output.voice",
+    ],
+  ];
+  for (const [update, spoke, code, param] of refusals) {
+    const r = applySessionUpdate(current, update, spoke);
+    assert.ok("error" in r, JSON.stringify(update));
+    assert.equal(r.error.code, code, JSON.stringify(update));
+    assert.equal(r.error.param, param);
+  }
+  // The same voice again is no change, even after audio.
+  assert.ok(
+    "session" in applySessionUpdate(current, {
+      type: "realtime",
+      audio: { output: { voice: "alloy" } },
+    }, true),
+  );
+  const r = applySessionUpdate(current, {
+    type: "realtime",
+    model: "gpt-realtime",
+    instructions: "Be brief.",
+    tools: [{ type: "function", name: "f" }],
+    audio: { input: { transcription: { model: "whisper-1" } }, output: { voice: "ash" } },
+  }, false);
+  assert.ok("session" in r);
+  assert.equal(r.session.instructions, "Be brief.");
+  const audio = obj(r.session.audio);
+  assert.deepEqual(obj(audio.input).transcription, { model: "whisper-1" });
+  assert.deepEqual(obj(audio.input).format, { type: "audio/pcm", rate: 24000 }); // kept
+  assert.equal(obj(audio.output).voice, "ash");
+  assert.equal(obj(audio.output).speed, 1); // kept
+  assert.equal(r.session.id, current.id); // read-only fields stay as OpenAI set them
+  assert.equal(current.instructions, DEFAULT_INSTRUCTIONS); // never mutated
+});
+
+Deno.test("resolveResponse overrides the session for one response and refuses unknown fields", () => {
+  const session = defaultSession("gpt-realtime");
+  const base = resolveResponse(session, undefined, false);
+  assert.ok("config" in base);
+  assert.deepEqual(base.config, {
+    instructions: DEFAULT_INSTRUCTIONS,
+    output_modalities: ["audio"],
+    max_output_tokens: "inf",
+    voice: "alloy",
+    tools: [],
+    tool_choice: "auto",
+    metadata: null,
+    conversation: "auto",
+    input: undefined,
+  });
+  const over = resolveResponse(session, {
+    instructions: "Speak like a pirate.",
+    output_modalities: ["text"],
+    max_output_tokens: 7,
+    audio: { output: { voice: "marin" } },
+    tools: [{ type: "function", name: "lookup" }],
+    tool_choice: "required",
+    metadata: { topic: "test" },
+    conversation: "none",
+    input: [],
+  }, false);
+  assert.ok("config" in over);
+  assert.deepEqual(over.config, {
+    instructions: "Speak like a pirate.",
+    output_modalities: ["text"],
+    max_output_tokens: 7,
+    voice: "marin",
+    tools: [{ type: "function", name: "lookup" }],
+    tool_choice: "required",
+    metadata: { topic: "test" },
+    conversation: "none",
+    input: [],
+  });
+  const cases: [unknown, string, string][] = [
+    [{ modalities: ["text"] }, "unknown_parameter", "response.modalities"],
+    [{ voice: "ash" }, "unknown_parameter", "response.voice"],
+    ["text", "invalid_type", "response"],
+    [{ max_output_tokens: "lots" }, "invalid_type", "response.max_output_tokens"],
+    [{ metadata: { n: 1 } }, "invalid_type", "response.metadata.n"],
+    [{ audio: { input: {} } }, "unknown_parameter", "response.audio.input"],
+  ];
+  for (const [params, code, param] of cases) {
+    const r = resolveResponse(session, params, false);
+    assert.ok("error" in r, JSON.stringify(params));
+    assert.deepEqual([r.error.code, r.error.param], [code, param]);
+  }
+  const locked = resolveResponse(session, { audio: { output: { voice: "ash" } } }, true);
+  assert.ok("error" in locked);
+  assert.equal(locked.error.code, "cannot_update_voice");
+});
+
+Deno.test("realtime session.update: session.updated carries the effective session; a refusal changes nothing", async () => {
+  await withStandIn(async (oa, open) => {
+    const p = await open();
+    p.send({
+      type: "session.update",
+      session: { type: "realtime", instructions: "Be brief.", output_modalities: ["text"] },
+    });
+    const updated = obj((await p.expect("session.updated")).session);
+    assert.equal(updated.instructions, "Be brief.");
+    assert.deepEqual(updated.output_modalities, ["text"]);
+    assert.equal(updated.model, "gpt-realtime");
+    assert.match(String(updated.id), /^sess_/);
+    assert.equal(typeof obj(updated.audio).input, "object");
+
+    p.send({
+      type: "session.update",
+      event_id: "evt_bad",
+      session: { ...updated, instructions: "Ignore that." }, // echoes id, object, expires_at
+    });
+    const refused = await p.expect("error");
+    assert.deepEqual(refused.error, {
+      type: "invalid_request_error",
+      code: "unknown_parameter",
+      message: "Unknown parameter: 'session.object'.",
+      param: "session.object",
+      event_id: "evt_bad",
+    });
+    const conv = oa.connections[0]!.realtime!;
+    assert.equal(conv.session.instructions, "Be brief.");
+  });
+});
+
+Deno.test("realtime response.create: instructions, modalities, voice, metadata and tools take effect for one response", async () => {
+  await withStandIn(async (oa, open) => {
+    const p = await open();
+    p.send({
+      type: "conversation.item.create",
+      item: { type: "message", role: "user", content: [{ type: "input_text", text: "hello" }] },
+    });
+    await p.until("conversation.item.done");
+    const tools = [{ type: "function", name: "lookup", parameters: { type: "object" } }];
+    p.send({
+      type: "response.create",
+      response: {
+        instructions: "Speak like a pirate.",
+        audio: { output: { voice: "marin" } },
+        metadata: { purpose: "check" },
+        tools,
+        tool_choice: "none",
+      },
+    });
+    const events = await p.until("response.done");
+    const transcript = String(
+      events.find((e) => e.type === "response.output_audio_transcript.done")?.transcript,
+    );
+    assert.ok(
+      transcript.startsWith("[Speak like a pirate.] "),
+      `the reply shows the effective instructions: ${transcript}`,
+    );
+    const response = obj(obj(events.at(-1)).response);
+    assert.deepEqual(obj(obj(response.audio).output).voice, "marin");
+    assert.deepEqual(response.metadata, { purpose: "check" });
+    assert.deepEqual(response.output_modalities, ["audio"]);
+    const conv = oa.connections[0]!.realtime!;
+    assert.equal(conv.lastResponse?.instructions, "Speak like a pirate.");
+    assert.deepEqual(conv.lastResponse?.tools, tools);
+    assert.equal(conv.lastResponse?.tool_choice, "none");
+    assert.equal(conv.session.instructions, DEFAULT_INSTRUCTIONS, "the session is untouched");
+    assert.equal(conv.responses[0]?.status, "completed");
+    assert.deepEqual(conv.responses[0]?.usage, response.usage);
+
+    // Without overrides the next answer is the session's again: default instructions, no brackets.
+    p.send({ type: "response.create", response: { output_modalities: ["text"] } });
+    const plain = await p.until("response.done");
+    const text = String(plain.find((e) => e.type === "response.output_text.done")?.text);
+    assert.ok(text.startsWith("You said: hello"), text);
+    assert.equal(conv.lastResponse?.voice, "alloy");
+
+    // The voice is locked once audio went out, as OpenAI does.
+    p.send({
+      type: "response.create",
+      event_id: "evt_v",
+      response: { audio: { output: { voice: "ash" } } },
+    });
+    const locked = await p.expect("error");
+    assert.equal(obj(locked.error).code, "cannot_update_voice");
+    assert.equal(obj(locked.error).event_id, "evt_v");
+  });
+});
+
+Deno.test("realtime response.create: max_output_tokens cuts the answer, incomplete with reason max_output_tokens", async () => {
+  await withStandIn(async (_oa, open) => {
+    const p = await open();
+    p.send({
+      type: "conversation.item.create",
+      item: {
+        type: "message",
+        role: "user",
+        content: [{ type: "input_text", text: "one two three four five six seven eight" }],
+      },
+    });
+    await p.until("conversation.item.done");
+    for (const modality of ["text", "audio"]) {
+      p.send({
+        type: "response.create",
+        response: { output_modalities: [modality], max_output_tokens: 5 },
+      });
+      const events = await p.until("response.done");
+      const response = obj(obj(events.at(-1)).response);
+      assert.equal(response.status, "incomplete", modality);
+      assert.deepEqual(response.status_details, {
+        type: "incomplete",
+        reason: "max_output_tokens",
+      });
+      assert.equal(response.max_output_tokens, 5);
+      const usage = obj(response.usage);
+      assert.ok((usage.output_tokens as number) <= 5, `${modality}: ${usage.output_tokens}`);
+      assert.ok((usage.output_tokens as number) > 0);
+      const item = obj(obj(events.find((e) => e.type === "response.output_item.done")).item);
+      assert.equal(item.status, "incomplete");
+      const said = modality === "text"
+        ? String(events.find((e) => e.type === "response.output_text.done")?.text)
+        : String(
+          events.find((e) => e.type === "response.output_audio_transcript.done")?.transcript,
+        );
+      assert.ok(said.length > 0 && !said.includes("eight"), said);
+    }
+  });
+});
+
+Deno.test("realtime response.create conversation none: out of band, nothing added to the conversation", async () => {
+  await withStandIn(async (oa, open) => {
+    const p = await open();
+    p.send({
+      type: "conversation.item.create",
+      item: { type: "message", role: "user", content: [{ type: "input_text", text: "in band" }] },
+    });
+    await p.until("conversation.item.done");
+    const conv = oa.connections[0]!.realtime!;
+    const before = conv.items;
+    p.send({
+      type: "response.create",
+      response: {
+        conversation: "none",
+        output_modalities: ["text"],
+        metadata: { kind: "summary" },
+        input: [{
+          type: "message",
+          role: "user",
+          content: [{ type: "input_text", text: "out of band" }],
+        }],
+      },
+    });
+    const events = await p.until("response.done");
+    assert.ok(!events.some((e) => String(e.type).startsWith("conversation.")));
+    const response = obj(obj(events.at(-1)).response);
+    assert.equal(response.conversation_id, null);
+    assert.deepEqual(response.metadata, { kind: "summary" });
+    const text = String(events.find((e) => e.type === "response.output_text.done")?.text);
+    assert.equal(text, "You said: out of band");
+    assert.deepEqual(conv.items, before);
+    // The same response in band lands in the conversation.
+    p.send({ type: "response.create", response: { output_modalities: ["text"] } });
+    const inBand = await p.until("response.done");
+    assert.ok(inBand.some((e) => e.type === "conversation.item.done"));
+    assert.match(String(obj(obj(inBand.at(-1)).response).conversation_id), /^conv_/);
+    assert.equal(conv.items.length, before.length + 1);
   });
 });

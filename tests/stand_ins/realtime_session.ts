@@ -1,0 +1,314 @@
+/**
+ * The GA session and response configuration the OpenAI stand-in accepts, as
+ * pure functions: which `session.update` fields exist and how they merge, and
+ * what a `response.create` overrides for one response.
+ *
+ * Sources: the GA API reference (`RealtimeSessionCreateRequest`,
+ * `RealtimeResponseCreateParams`, `session.update`: "update any field except
+ * for `voice` and `model`. `voice` can be updated only if there have been no
+ * other audio outputs yet"), and errors seen from the live API: an unknown
+ * field is `unknown_parameter` with `param` `session.<field>` and the whole
+ * event is refused; a voice change after audio is `cannot_update_voice`. The
+ * read-only fields OpenAI shows in `session.created` (`id`, `object`,
+ * `expires_at`) are not fields of the update, so they are unknown parameters
+ * too: a client must not send the session it was shown back as is.
+ * @module
+ */
+
+type Json = Record<string, unknown>;
+
+/** A refusal, as the `error` of an `error` event. */
+export interface ConfigError {
+  code: string;
+  message: string;
+  param: string | null;
+}
+
+/** Top-level fields of `session.update`'s `session` (GA `RealtimeSessionCreateRequest`). */
+export const SESSION_FIELDS: readonly string[] = [
+  "type",
+  "model",
+  "instructions",
+  "tools",
+  "tool_choice",
+  "max_output_tokens",
+  "output_modalities",
+  "audio",
+  "tracing",
+  "include",
+  "prompt",
+  "truncation",
+  "reasoning",
+  "parallel_tool_calls",
+];
+
+const AUDIO_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  input: ["format", "noise_reduction", "transcription", "turn_detection"],
+  output: ["format", "speed", "voice"],
+};
+
+/** Fields of `response.create`'s `response` (GA `RealtimeResponseCreateParams`). */
+export const RESPONSE_FIELDS: readonly string[] = [
+  "audio",
+  "conversation",
+  "input",
+  "instructions",
+  "max_output_tokens",
+  "metadata",
+  "output_modalities",
+  "parallel_tool_calls",
+  "prompt",
+  "reasoning",
+  "tool_choice",
+  "tools",
+];
+
+/** What one response runs with, after its overrides: what tests read back as `lastResponse`. */
+export interface ResponseConfig {
+  instructions: string;
+  output_modalities: ["audio"] | ["text"];
+  max_output_tokens: number | "inf";
+  voice: string;
+  tools: Json[];
+  tool_choice: unknown;
+  metadata: Json | null;
+  /** `none`: out of band, nothing is added to the conversation. */
+  conversation: "auto" | "none";
+  /** The response's own context (`response.input`), when it has one. */
+  input: Json[] | undefined;
+}
+
+function isObject(v: unknown): v is Json {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function kind(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  if (typeof v === "number") return Number.isInteger(v) ? "an integer" : "a decimal";
+  if (typeof v === "object") return "an object";
+  return `a ${typeof v === "boolean" ? "boolean" : typeof v}`;
+}
+
+function invalidType(param: string, expected: string, got: unknown): ConfigError {
+  return {
+    code: "invalid_type",
+    message: `Invalid type for '${param}': expected ${expected}, but got ${kind(got)} instead.`,
+    param,
+  };
+}
+
+function unknown(param: string): ConfigError {
+  return { code: "unknown_parameter", message: `Unknown parameter: '${param}'.`, param };
+}
+
+/** The voice of a session or response configuration. */
+export function voiceOf(config: Json): string {
+  const output = isObject(config.audio) && isObject(config.audio.output) ? config.audio.output : {};
+  const voice = output.voice;
+  if (typeof voice === "string") return voice;
+  if (isObject(voice) && typeof voice.id === "string") return voice.id;
+  return "alloy";
+}
+
+/** Checks the fields both `session` and `response` share; `prefix` names them in errors. */
+function checkCommon(
+  fields: Json,
+  prefix: string,
+  current: Json,
+  spoke: boolean,
+): ConfigError | null {
+  if ("instructions" in fields && typeof fields.instructions !== "string") {
+    return invalidType(`${prefix}.instructions`, "a string", fields.instructions);
+  }
+  if ("tools" in fields) {
+    if (!Array.isArray(fields.tools)) {
+      return invalidType(`${prefix}.tools`, "an array", fields.tools);
+    }
+    for (const [i, tool] of fields.tools.entries()) {
+      if (!isObject(tool)) return invalidType(`${prefix}.tools[${i}]`, "an object", tool);
+      if (tool.type === "function" && typeof tool.name !== "string") {
+        return {
+          code: "missing_required_parameter",
+          message: `Missing required parameter: '${prefix}.tools[${i}].name'.`,
+          param: `${prefix}.tools[${i}].name`,
+        };
+      }
+    }
+  }
+  if ("output_modalities" in fields) {
+    const m = fields.output_modalities;
+    if (!Array.isArray(m)) return invalidType(`${prefix}.output_modalities`, "an array", m);
+    if (m.length !== 1 || (m[0] !== "audio" && m[0] !== "text")) {
+      return {
+        code: "invalid_value",
+        message: `Invalid modalities: ${
+          JSON.stringify(m)
+        }. Supported combinations are: ['text'] and ['audio'].`,
+        param: `${prefix}.output_modalities`,
+      };
+    }
+  }
+  if ("max_output_tokens" in fields) {
+    const max = fields.max_output_tokens;
+    const param = `${prefix}.max_output_tokens`;
+    if (max !== "inf") {
+      if (typeof max !== "number" || !Number.isInteger(max)) {
+        return invalidType(param, "an integer or 'inf'", max);
+      }
+      if (max < 1) {
+        return {
+          code: "integer_below_min_value",
+          message:
+            `Invalid '${param}': integer below minimum value. Expected a value >= 1, but got ${max} instead.`,
+          param,
+        };
+      }
+      if (max > 4096) {
+        return {
+          code: "integer_above_max_value",
+          message:
+            `Invalid '${param}': integer above maximum value. Expected a value <= 4096, but got ${max} instead.`,
+          param,
+        };
+      }
+    }
+  }
+  if ("audio" in fields) {
+    const audio = fields.audio;
+    if (!isObject(audio)) return invalidType(`${prefix}.audio`, "an object", audio);
+    const sides = prefix === "session" ? AUDIO_FIELDS : { output: ["format", "voice"] };
+    for (const [side, value] of Object.entries(audio)) {
+      const known = (sides as Record<string, readonly string[]>)[side];
+      if (!known) return unknown(`${prefix}.audio.${side}`);
+      if (!isObject(value)) return invalidType(`${prefix}.audio.${side}`, "an object", value);
+      for (const key of Object.keys(value)) {
+        if (!known.includes(key)) return unknown(`${prefix}.audio.${side}.${key}`);
+      }
+    }
+    const wanted = isObject(audio.output) && "voice" in audio.output ? voiceOf(fields) : undefined;
+    if (wanted !== undefined && spoke && wanted !== voiceOf(current)) {
+      return {
+        code: "cannot_update_voice",
+        message: "Cannot update a conversation's voice if assistant audio is present.",
+        param: `${prefix}.audio.output.voice`,
+      };
+    }
+  }
+  if ("metadata" in fields && fields.metadata !== null) {
+    const md = fields.metadata;
+    if (!isObject(md)) return invalidType(`${prefix}.metadata`, "an object", md);
+    for (const [k, v] of Object.entries(md)) {
+      if (typeof v !== "string") return invalidType(`${prefix}.metadata.${k}`, "a string", v);
+    }
+  }
+  return null;
+}
+
+/**
+ * `current` with `update` applied, or why the whole update is refused.
+ * Top-level fields are replaced; `audio.input` and `audio.output` are merged
+ * one level down, so setting the voice keeps the input format.
+ * `spoke`: whether assistant audio has gone out (the voice is then locked).
+ */
+export function applySessionUpdate(
+  current: Json,
+  update: Json,
+  spoke: boolean,
+): { session: Json } | { error: ConfigError } {
+  for (const key of Object.keys(update)) {
+    if (!SESSION_FIELDS.includes(key)) return { error: unknown(`session.${key}`) };
+  }
+  if (update.type === undefined) {
+    return {
+      error: {
+        code: "missing_required_parameter",
+        message: "Missing required parameter: 'session.type'.",
+        param: "session.type",
+      },
+    };
+  }
+  if (update.type !== "realtime") {
+    return {
+      error: {
+        code: "invalid_value",
+        message: `Invalid value: '${String(update.type)}'. Supported values are: 'realtime'.`,
+        param: "session.type",
+      },
+    };
+  }
+  if ("model" in update && update.model !== current.model) {
+    // The reference: a session's model cannot be updated (the exact error is not documented).
+    return {
+      error: {
+        code: "invalid_value",
+        message: "Cannot update a session's model.",
+        param: "session.model",
+      },
+    };
+  }
+  const error = checkCommon(update, "session", current, spoke);
+  if (error) return { error };
+  const next: Json = structuredClone(current);
+  for (const [key, value] of Object.entries(update)) {
+    if (key === "audio" && isObject(value)) {
+      const audio: Json = isObject(next.audio) ? next.audio : {};
+      for (const [side, fields] of Object.entries(value)) {
+        audio[side] = { ...(isObject(audio[side]) ? audio[side] : {}), ...(fields as Json) };
+      }
+      next.audio = audio;
+    } else {
+      next[key] = structuredClone(value);
+    }
+  }
+  return { session: next };
+}
+
+/**
+ * The configuration one `response.create` runs with: the session's, with the
+ * event's `response` fields overriding it for this response only.
+ */
+export function resolveResponse(
+  session: Json,
+  params: unknown,
+  spoke: boolean,
+): { config: ResponseConfig } | { error: ConfigError } {
+  if (params !== undefined && !isObject(params)) {
+    return { error: invalidType("response", "an object", params) };
+  }
+  const p: Json = params ?? {};
+  for (const key of Object.keys(p)) {
+    if (!RESPONSE_FIELDS.includes(key)) return { error: unknown(`response.${key}`) };
+  }
+  const error = checkCommon(p, "response", session, spoke);
+  if (error) return { error };
+  if ("conversation" in p && typeof p.conversation !== "string") {
+    return { error: invalidType("response.conversation", "a string", p.conversation) };
+  }
+  if ("input" in p) {
+    if (!Array.isArray(p.input)) {
+      return { error: invalidType("response.input", "an array", p.input) };
+    }
+    for (const [i, item] of p.input.entries()) {
+      if (!isObject(item)) return { error: invalidType(`response.input[${i}]`, "an object", item) };
+    }
+  }
+  const pick = <T>(key: string, fallback: T): T =>
+    (key in p ? p[key] : session[key] ?? fallback) as T;
+  const modalities = pick<string[]>("output_modalities", ["audio"]);
+  return {
+    config: {
+      instructions: pick("instructions", ""),
+      output_modalities: modalities[0] === "text" ? ["text"] : ["audio"],
+      max_output_tokens: pick<number | "inf">("max_output_tokens", "inf"),
+      voice: voiceOf(
+        isObject(p.audio) && isObject(p.audio.output) && "voice" in p.audio.output ? p : session,
+      ),
+      tools: structuredClone(pick<Json[]>("tools", [])),
+      tool_choice: structuredClone(pick<unknown>("tool_choice", "auto")),
+      metadata: "metadata" in p ? structuredClone(p.metadata as Json | null) : null,
+      conversation: p.conversation === "none" ? "none" : "auto",
+      input: Array.isArray(p.input) ? structuredClone(p.input as Json[]) : undefined,
+    },
+  };
+}
