@@ -1,10 +1,54 @@
 // The demo page's script: plain browser JavaScript, no build step.
 // It gets a dev token from the dev stack, opens a WebSocket to the relay the
-// way a browser app would (?jwt= or a jwt-<token> subprotocol), and shows what
-// happens. `window.relayDemo` mirrors the page's state for the e2e tests.
+// way a browser app would (?jwt= or a jwt-<token> subprotocol), talks to the
+// model by voice (push-to-talk or server VAD) or text, and shows what happens.
+// `window.relayDemo` mirrors the page's state for the e2e tests.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+
+/** What OpenAI's Realtime API takes and gives: 24 kHz mono PCM16. */
+const AUDIO_RATE = 24_000;
+/** Microphone audio goes out in chunks this long (the Realtime guide suggests 20-40 ms). */
+const CHUNK_MS = 20;
+const CHUNK_SAMPLES = (AUDIO_RATE * CHUNK_MS) / 1000;
+/** OpenAI refuses to commit less than 100 ms of audio; 2 bytes per sample. */
+const MIN_COMMIT_BYTES = (AUDIO_RATE / 10) * 2;
+/** The first chunk of an answer starts this far ahead, so the next chunk can land in time. */
+const PLAYBACK_LEAD_S = 0.05;
+/** Input transcription model asked for in session.update (the stand-in accepts any). */
+const TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe";
+
+/** What the page knows of one connection's voice side. */
+function freshVoice() {
+  return {
+    /** The microphone is captured and the worklet runs. */
+    micOn: false,
+    micError: null,
+    /** The AudioContext's rate (24000 when the browser resamples the microphone itself). */
+    contextRate: null,
+    chunkMs: CHUNK_MS,
+    /** Microphone level (RMS of the last chunk, 0..1). */
+    level: 0,
+    vad: false,
+    appendsSent: 0,
+    /** PCM16 bytes sent in input_audio_buffer.append, over the connection. */
+    bytesSent: 0,
+    /** One per push-to-talk turn: what was sent, and its SHA-256 (hex). */
+    turns: [],
+    /** Commit (or VAD's speech_stopped) to first audio delta, ms, per answer. */
+    latencies: [],
+    /** One per assistant audio item: what was scheduled and played. */
+    playback: [],
+    truncates: [],
+    cancels: 0,
+    /**
+     * Over WebSocket the page owns playback, so stopping it is the clear;
+     * `output_audio_buffer.clear` is for WebRTC/SIP sessions only (API reference).
+     */
+    outputBufferClear: "not sent: WebRTC/SIP only",
+  };
+}
 
 /** What the page knows of one connection; a new connection starts from this. */
 function freshConnection() {
@@ -16,9 +60,23 @@ function freshConnection() {
     wasClean: null,
     closedAfterMs: null,
     lastRttMs: null,
+    /**
+     * Every message received, with `at` (ms since Connect); audio deltas keep
+     * `text: ""` and their decoded `bytes`.
+     */
     received: [],
     sent: 0,
+    /** Concatenated response.output_text.delta. */
     outputText: "",
+    /** The relay's in-band close notice, when one came: {code, closeCode, message}. */
+    relayClose: null,
+    /** Session-policy refusals: {message, param, eventId}. */
+    refusals: [],
+    banner: null,
+    usage: null,
+    /** Conversation turns as shown: {itemId, text, kind: "audio" | "text"}. */
+    transcripts: { user: [], assistant: [] },
+    voice: freshVoice(),
   };
 }
 
@@ -32,9 +90,40 @@ const demo = {
 };
 globalThis.relayDemo = demo;
 
-let socket = null;
 let connectStartedAt = 0;
 let pendingSince = null;
+let accessToken = null;
+let voiceRoute = false;
+
+// ---------------------------------------------------------------------------
+// The socket. The only code that touches WebSocket: a client library can
+// replace this function and keep the rest of the page.
+// ---------------------------------------------------------------------------
+
+/**
+ * Opens a relay connection; `on` gets open(protocol), message(data),
+ * error() and close(code, reason, wasClean). Returns send/close.
+ */
+function openSocket(url, protocols, on) {
+  const ws = new WebSocket(url, protocols);
+  ws.binaryType = "arraybuffer";
+  ws.addEventListener("open", () => on.open(ws.protocol));
+  ws.addEventListener("message", (event) => on.message(event.data));
+  ws.addEventListener("error", () => on.error());
+  ws.addEventListener("close", (event) => on.close(event.code, event.reason, event.wasClean));
+  return {
+    isOpen: () => ws.readyState === WebSocket.OPEN,
+    send: (text) => ws.send(text),
+    close: (code, reason) => ws.close(code, reason),
+  };
+}
+
+/** The live connection (from openSocket), or null. */
+let socket = null;
+
+// ---------------------------------------------------------------------------
+// Page state and the event log
+// ---------------------------------------------------------------------------
 
 function setState(state) {
   demo.state = state;
@@ -48,6 +137,7 @@ function setState(state) {
   for (const id of ["send-response", "send-session", "send-ask", "send-text"]) {
     $(id).disabled = !open;
   }
+  updateTalkControls();
 }
 
 function clock() {
@@ -56,36 +146,83 @@ function clock() {
   return `${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
+/** Streams that would flood the log: consecutive ones share a line with a count. */
+const COALESCED = new Set([
+  "input_audio_buffer.append",
+  "response.output_audio.delta",
+  "response.output_audio_transcript.delta",
+  "response.output_text.delta",
+  "conversation.item.input_audio_transcription.delta",
+]);
+
 /** Adds one line to the event log; `dir` is "in", "out" or "sys". */
 function log(dir, type, detail = "", isError = false) {
-  const li = document.createElement("li");
-  if (isError) li.className = "error";
-  const cells = [
-    ["time", clock()],
-    [`dir ${dir}`, dir === "in" ? "←" : dir === "out" ? "→" : "•"],
-    ["type", type],
-    ["detail", detail],
-  ];
-  for (const [cls, text] of cells) {
-    const span = document.createElement("span");
-    span.className = cls;
-    span.textContent = text;
-    li.append(span);
-  }
   const list = $("log");
-  list.append(li);
+  const last = list.lastElementChild;
+  if (
+    COALESCED.has(type) && last && last.dataset.dir === dir && last.dataset.type === type
+  ) {
+    const count = Number(last.dataset.count) + 1;
+    last.dataset.count = String(count);
+    last.querySelector(".type").textContent = `${type} ×${count}`;
+    last.querySelector(".detail").textContent = detail;
+    last.querySelector(".time").textContent = clock();
+  } else {
+    const li = document.createElement("li");
+    if (isError) li.className = "error";
+    Object.assign(li.dataset, { dir, type, count: "1" });
+    const cells = [
+      ["time", clock()],
+      [`dir ${dir}`, dir === "in" ? "←" : dir === "out" ? "→" : "•"],
+      ["type", type],
+      ["detail", detail],
+    ];
+    for (const [cls, text] of cells) {
+      const span = document.createElement("span");
+      span.className = cls;
+      span.textContent = text;
+      li.append(span);
+    }
+    list.append(li);
+  }
   list.scrollTop = list.scrollHeight;
   $("counts").textContent = `${demo.received.length} in · ${demo.sent} out`;
 }
 
+/** Shows one sentence above the page; `kind` is "info", "warn" or "bad"; null hides it. */
+function showBanner(kind, text) {
+  demo.banner = kind ? { kind, text } : null;
+  const banner = $("banner");
+  banner.hidden = !kind;
+  banner.className = `banner ${kind ?? ""}`;
+  banner.textContent = text ?? "";
+}
+
 function resetConnectionView() {
   Object.assign(demo, freshConnection());
-  for (const id of ["protocol", "close-code", "close-reason", "close-clean", "rtt"]) {
+  for (
+    const id of [
+      "protocol",
+      "close-code",
+      "close-reason",
+      "close-clean",
+      "rtt",
+      "voice-latency",
+      "voice-sent",
+      "voice-played",
+      "voice-truncated",
+    ]
+  ) {
     $(id).textContent = "–";
   }
-  $("output").textContent = "";
+  conversation.reset();
   $("log").replaceChildren();
+  showBanner(null);
 }
+
+// ---------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------
 
 /** Signs in the test user at the dev stack's Auth stand-in. */
 async function getToken() {
@@ -110,15 +247,25 @@ function spoil(token) {
   return `${header}.${payload}.${signature.slice(0, i)}${swapped}${signature.slice(i + 1)}`;
 }
 
+// ---------------------------------------------------------------------------
+// Connecting
+// ---------------------------------------------------------------------------
+
 async function connect() {
   resetConnectionView();
   setState("connecting");
   const mode = $("token-mode").value;
-  const url = new URL(`${demo.config.relayUrl}${$("route").value}`);
+  const route = $("route").value;
+  voiceRoute = route !== "/relay/echo";
+  // Made inside the click, so the browser lets it play without another gesture.
+  if (voiceRoute) audio.ensureContext();
+  const url = new URL(`${demo.config.relayUrl}${route}`);
   let protocols = [];
+  accessToken = null;
   try {
     if (mode !== "none") {
       const token = await getToken();
+      accessToken = token;
       const sent = mode === "bad" ? spoil(token) : token;
       if (mode === "protocol") protocols = ["realtime", `jwt-${sent}`];
       else url.searchParams.set("jwt", sent);
@@ -134,96 +281,255 @@ async function connect() {
     `${url.pathname}${mode === "protocol" ? " (token in subprotocol)" : ""}`,
   );
   connectStartedAt = performance.now();
-  socket = new WebSocket(url, protocols);
-  const current = socket;
-
-  current.addEventListener("open", () => {
-    if (current !== socket) return;
-    demo.opened = true;
-    demo.protocol = current.protocol;
-    $("protocol").textContent = current.protocol || "(none)";
-    setState("open");
-    log("sys", "open", `${Math.round(performance.now() - connectStartedAt)} ms`);
+  let current = null;
+  current = openSocket(url, protocols, {
+    open: (protocol) => {
+      if (current !== socket) return;
+      demo.opened = true;
+      demo.protocol = protocol;
+      $("protocol").textContent = protocol || "(none)";
+      setState("open");
+      log("sys", "open", `${Math.round(performance.now() - connectStartedAt)} ms`);
+      if (voiceRoute) {
+        void refreshUsage();
+        audio.startMic().catch((error) => {
+          demo.voice.micError = String(error.message ?? error);
+          log("sys", "microphone unavailable", demo.voice.micError, true);
+          updateTalkControls();
+        });
+      }
+    },
+    message: (data) => {
+      if (current === socket) onMessage(data);
+    },
+    error: () => {
+      if (current !== socket) return;
+      log("sys", "error", "the browser gives no detail; see the close code", true);
+    },
+    close: (code, reason, wasClean) => {
+      if (current === socket) onClose(code, reason, wasClean);
+    },
   });
-  current.addEventListener("message", (event) => {
-    if (current !== socket) return;
-    onMessage(event.data);
-  });
-  current.addEventListener("error", () => {
-    if (current !== socket) return;
-    log("sys", "error", "the browser gives no detail; see the close code", true);
-  });
-  current.addEventListener("close", (event) => {
-    if (current !== socket) return;
-    demo.closeCode = event.code;
-    demo.closeReason = event.reason;
-    demo.wasClean = event.wasClean;
-    demo.closedAfterMs = Math.round(performance.now() - connectStartedAt);
-    $("close-code").textContent = String(event.code);
-    $("close-reason").textContent = event.reason || "(none)";
-    $("close-clean").textContent = event.wasClean ? "yes" : "no";
-    setState("closed");
-    log("sys", "close", `${event.code} ${event.reason}`, !event.wasClean || event.code !== 1000);
-    pendingSince = null;
-  });
+  socket = current;
 }
 
+function onClose(code, reason, wasClean) {
+  demo.closeCode = code;
+  demo.closeReason = reason;
+  demo.wasClean = wasClean;
+  demo.closedAfterMs = Math.round(performance.now() - connectStartedAt);
+  // The browser may report 1006 for a close the relay started (Deno 2.1.4 on
+  // the edge runtime); the relay's in-band notice carries the real code.
+  const notice = demo.relayClose;
+  $("close-code").textContent = notice && notice.closeCode !== code
+    ? `${notice.closeCode} (the browser saw ${code})`
+    : String(code);
+  $("close-reason").textContent = notice
+    ? notice.code === "upstream_closed" ? `upstream_closed: ${notice.message}` : notice.code
+    : reason || "(none)";
+  $("close-clean").textContent = wasClean ? "yes" : "no";
+  voice.end();
+  audio.stopMic();
+  audio.stopPlayback();
+  setState("closed");
+  log("sys", "close", `${code} ${reason}`, !wasClean || code !== 1000);
+  pendingSince = null;
+  // A refused upgrade shows up as 1006 only; a spent budget is one reason we can tell.
+  if (!demo.opened && voiceRoute && accessToken) void refreshUsage({ refused: true });
+}
+
+/** Sends one client event (an object, or text as it is); false when not connected. */
+function send(payload) {
+  if (!socket || !socket.isOpen()) return false;
+  const text = typeof payload === "string" ? payload : JSON.stringify(payload);
+  socket.send(text);
+  demo.sent++;
+  let type = "message";
+  try {
+    type = JSON.parse(text).type ?? type;
+  } catch { /* raw text */ }
+  // Appends get no answer: timing from one would measure the user's speech.
+  if (type !== "input_audio_buffer.append") pendingSince ??= performance.now();
+  log("out", type, `${text.length} chars`);
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Incoming events
+// ---------------------------------------------------------------------------
+
 function onMessage(data) {
-  const text = typeof data === "string" ? data : `(binary, ${data.size ?? data.byteLength} bytes)`;
+  const text = typeof data === "string" ? data : `(binary, ${data.byteLength} bytes)`;
   if (pendingSince !== null) {
     demo.lastRttMs = Math.round(performance.now() - pendingSince);
     $("rtt").textContent = `${demo.lastRttMs} ms`;
     pendingSince = null;
   }
-  let type = "message";
-  let detail = text;
-  let isError = false;
+  let event = null;
   try {
-    const event = JSON.parse(text);
-    if (event && typeof event.type === "string") {
-      type = event.type;
-      detail = summarise(event);
-      isError = type === "error";
-      if (type === "response.output_text.delta" && typeof event.delta === "string") {
-        demo.outputText += event.delta;
-        $("output").textContent = demo.outputText;
-      }
-    }
+    const parsed = JSON.parse(text);
+    if (parsed && typeof parsed.type === "string") event = parsed;
   } catch {
     // Not JSON (e.g. the echo route): show it as it came.
   }
-  demo.received.push({ type, text });
-  log("in", type, detail, isError);
+  const at = Math.round((performance.now() - connectStartedAt) * 10) / 10;
+  if (!event) {
+    demo.received.push({ type: "message", text, at });
+    log("in", "message", text);
+    return;
+  }
+  if (event.type === "response.output_audio.delta") {
+    const bytes = typeof event.delta === "string" ? base64ToBytes(event.delta) : new Uint8Array();
+    demo.received.push({ type: event.type, text: "", bytes: bytes.length, at });
+    log("in", event.type, `${bytes.length} bytes`);
+    voice.audioDelta(event, bytes);
+    return;
+  }
+  demo.received.push({ type: event.type, text, at });
+  log("in", event.type, summarise(event), event.type === "error");
+  handleEvent(event);
+}
+
+/** What each server event does to the page. */
+function handleEvent(event) {
+  switch (event.type) {
+    case "session.created":
+      if (voiceRoute) configureSession();
+      break;
+    case "error":
+      onError(event.error ?? {});
+      break;
+    case "input_audio_buffer.committed":
+      conversation.userCommitted(event.item_id);
+      break;
+    case "input_audio_buffer.speech_started":
+      voice.speechStarted();
+      break;
+    case "input_audio_buffer.speech_stopped":
+      voice.speechStopped();
+      break;
+    case "conversation.item.input_audio_transcription.delta":
+      conversation.userTranscript(event.item_id, event.delta ?? "", false);
+      break;
+    case "conversation.item.input_audio_transcription.completed":
+      conversation.userTranscript(event.item_id, event.transcript ?? "", true);
+      break;
+    case "response.created":
+      voice.responseCreated(event.response?.id ?? null);
+      break;
+    case "response.output_item.added":
+      if (event.item?.role === "assistant") conversation.assistant(event.item.id);
+      break;
+    case "response.output_text.delta":
+      if (typeof event.delta === "string") {
+        demo.outputText += event.delta;
+        conversation.assistantText(event.item_id, event.delta, "text");
+      }
+      break;
+    case "response.output_audio_transcript.delta":
+      if (typeof event.delta === "string") {
+        conversation.assistantText(event.item_id, event.delta, "audio");
+      }
+      break;
+    case "conversation.item.truncated":
+      conversation.truncated(event.item_id, event.audio_end_ms);
+      break;
+    case "response.done":
+      voice.responseDone(event.response?.id ?? null);
+      void refreshUsage();
+      break;
+  }
+}
+
+/** In-band close notices and policy refusals (CONTRACT.md) get words, not just a log line. */
+function onError(error) {
+  if (error.type === "relay_error") {
+    demo.relayClose = {
+      code: String(error.code ?? ""),
+      closeCode: Number(error.close_code),
+      message: String(error.message ?? ""),
+    };
+    if (error.code === "budget_exceeded") {
+      showBanner(
+        "bad",
+        "Budget spent: your usage budget for this period has run out, so the relay closed " +
+          `the connection (${error.close_code} budget_exceeded). It renews when the period ends.`,
+      );
+      $("usage-state").textContent = "budget spent";
+      void refreshUsage();
+    } else {
+      showBanner(
+        error.close_code === 1012 ? "info" : "bad",
+        `The relay is closing the connection: ${error.message} (${error.close_code} ${error.code})`,
+      );
+    }
+  } else if (error.code === "relay_policy_violation") {
+    demo.refusals.push({
+      message: String(error.message ?? ""),
+      param: error.param ?? null,
+      eventId: error.event_id ?? null,
+    });
+    const param = error.param ? ` (${error.param})` : "";
+    const count = demo.refusals.length > 1 ? ` · ${demo.refusals.length} refused so far` : "";
+    showBanner(
+      "warn",
+      `The relay's session policy refused a message: ${error.message}${param}${count}`,
+    );
+  }
 }
 
 /** A short, payload-light description of a Realtime event. */
 function summarise(event) {
   switch (event.type) {
     case "response.output_text.delta":
+    case "response.output_audio_transcript.delta":
+    case "conversation.item.input_audio_transcription.delta":
       return JSON.stringify(event.delta);
+    case "conversation.item.input_audio_transcription.completed":
+      return JSON.stringify(event.transcript);
     case "response.done":
-      return event.response?.usage ? `usage ${JSON.stringify(event.response.usage)}` : "";
+      return event.response?.usage
+        ? `${event.response.status} · usage ${JSON.stringify(event.response.usage)}`
+        : event.response?.status ?? "";
     case "error":
       return `${event.error?.code ?? ""}: ${event.error?.message ?? ""}`;
+    case "conversation.item.truncated":
+      return `${event.item_id} at ${event.audio_end_ms} ms`;
     case "session.created":
-    case "session.updated":
-      return `model ${event.session?.model ?? "?"}, output ${event.session?.output_modalities}`;
+    case "session.updated": {
+      const s = event.session ?? {};
+      const vad = s.audio?.input?.turn_detection?.type ?? "off";
+      const stt = s.audio?.input?.transcription?.model ?? "off";
+      return `model ${
+        s.model ?? "?"
+      }, output ${s.output_modalities}, vad ${vad}, transcription ${stt}`;
+    }
     default:
       return event.response?.id ?? event.item_id ?? event.item?.id ?? "";
   }
 }
 
-function send(payload) {
-  if (!socket || socket.readyState !== WebSocket.OPEN) return;
-  const text = typeof payload === "string" ? payload : JSON.stringify(payload);
-  socket.send(text);
-  demo.sent++;
-  pendingSince ??= performance.now();
-  let type = "message";
-  try {
-    type = JSON.parse(text).type ?? type;
-  } catch { /* raw text */ }
-  log("out", type, `${text.length} chars`);
+// ---------------------------------------------------------------------------
+// Client events
+// ---------------------------------------------------------------------------
+
+/** Asks for PCM16 both ways, input transcription, and push-to-talk or server VAD. */
+function configureSession() {
+  send({
+    type: "session.update",
+    session: {
+      type: "realtime",
+      audio: {
+        input: {
+          format: { type: "audio/pcm", rate: AUDIO_RATE },
+          transcription: { model: TRANSCRIPTION_MODEL },
+          // null: the page decides turns (push-to-talk); OpenAI's default is server VAD.
+          turn_detection: demo.voice.vad ? { type: "server_vad" } : null,
+        },
+        output: { format: { type: "audio/pcm", rate: AUDIO_RATE } },
+      },
+    },
+  });
 }
 
 function sendResponseCreate() {
@@ -234,21 +540,767 @@ function sendResponseCreate() {
 }
 
 function sendSessionUpdate() {
-  send({
-    type: "session.update",
-    session: { type: "realtime", output_modalities: ["text"], instructions: "Be brief." },
-  });
+  send({ type: "session.update", session: { type: "realtime", instructions: "Be brief." } });
 }
 
 function ask() {
   const text = $("free-text").value.trim();
   if (!text) return;
-  send({
+  voice.bargeIn();
+  const sent = send({
     type: "conversation.item.create",
     item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
   });
+  if (sent) conversation.userText(text);
   send({ type: "response.create", response: { output_modalities: ["text"] } });
 }
+
+// ---------------------------------------------------------------------------
+// The conversation as shown: one bubble per item
+// ---------------------------------------------------------------------------
+
+const conversation = (() => {
+  /** itemId -> {el, text, record} */
+  const bubbles = new Map();
+  /** User audio turns waiting for their item id, oldest first. */
+  const waiting = [];
+
+  function bubble(role, kind, note) {
+    const box = $("conversation");
+    box.querySelector(".empty")?.remove();
+    const el = document.createElement("div");
+    el.className = `turn ${role} ${kind}`;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = role === "user" ? "You" : "Assistant";
+    const text = document.createElement("p");
+    text.className = "text";
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = note ?? "";
+    el.append(who, text, meta);
+    box.append(el);
+    box.scrollTop = box.scrollHeight;
+    return el;
+  }
+
+  function set(entry, text) {
+    entry.record.text = text;
+    entry.el.querySelector(".text").textContent = text;
+    $("conversation").scrollTop = $("conversation").scrollHeight;
+  }
+
+  return {
+    reset() {
+      bubbles.clear();
+      waiting.length = 0;
+      const hint = document.createElement("p");
+      hint.className = "empty muted";
+      hint.textContent = "Hold the button (or the space bar) and speak, or type below.";
+      $("conversation").replaceChildren(hint);
+    },
+    /** A user audio turn just committed; its item id comes with input_audio_buffer.committed. */
+    userAudio(ms) {
+      const record = { itemId: null, text: "", kind: "audio" };
+      demo.transcripts.user.push(record);
+      const el = bubble("user", "audio", `voice · ${(ms / 1000).toFixed(2)} s`);
+      el.querySelector(".text").textContent = "…";
+      waiting.push({ el, text: "", record });
+    },
+    userText(text) {
+      const record = { itemId: null, text, kind: "text" };
+      demo.transcripts.user.push(record);
+      bubble("user", "text").querySelector(".text").textContent = text;
+    },
+    userCommitted(itemId) {
+      if (typeof itemId !== "string") return;
+      // Under server VAD the turn starts here, not at a button.
+      const entry = waiting.shift() ?? (() => {
+        const record = { itemId: null, text: "", kind: "audio" };
+        demo.transcripts.user.push(record);
+        const el = bubble("user", "audio", "voice · server VAD");
+        el.querySelector(".text").textContent = "…";
+        return { el, text: "", record };
+      })();
+      entry.record.itemId = itemId;
+      bubbles.set(itemId, entry);
+    },
+    userTranscript(itemId, text, final) {
+      const entry = bubbles.get(itemId);
+      if (!entry) return;
+      entry.text = final ? text : entry.text + text;
+      set(entry, entry.text);
+    },
+    assistant(itemId) {
+      if (typeof itemId !== "string" || bubbles.has(itemId)) return bubbles.get(itemId);
+      const record = { itemId, text: "", kind: "text" };
+      demo.transcripts.assistant.push(record);
+      const entry = { el: bubble("assistant", "text"), text: "", record };
+      bubbles.set(itemId, entry);
+      return entry;
+    },
+    assistantText(itemId, delta, kind) {
+      const entry = this.assistant(itemId);
+      if (!entry) return;
+      entry.record.kind = kind;
+      entry.el.classList.remove("text", "audio");
+      entry.el.classList.add(kind);
+      entry.text += delta;
+      set(entry, entry.text);
+    },
+    /** The audio note of an assistant bubble, e.g. "audio · 1.20 s". */
+    assistantAudio(itemId, note) {
+      const entry = this.assistant(itemId);
+      if (entry) entry.el.querySelector(".meta").textContent = note;
+    },
+    truncated(itemId, ms) {
+      const entry = bubbles.get(itemId);
+      if (!entry) return;
+      entry.el.classList.add("cut");
+      const heard = (ms / 1000).toFixed(2);
+      entry.el.querySelector(".meta").textContent = `interrupted · heard ${heard} s`;
+    },
+  };
+})();
+
+// ---------------------------------------------------------------------------
+// Audio: one AudioContext for the microphone and for playback
+// ---------------------------------------------------------------------------
+
+/**
+ * The capture processor, run in the AudioWorkletGlobalScope (where
+ * `sampleRate`, `AudioWorkletProcessor` and `registerProcessor` live). It
+ * resamples the context's rate to 24 kHz (low-pass, then linear
+ * interpolation), converts to PCM16 and posts chunks of `chunkSamples`. A
+ * `mark` message posts what is buffered at once, flagged, so a turn starts and
+ * ends on the sample where the button moved rather than on a chunk boundary.
+ */
+function captureProcessor() {
+  /** RBJ biquad low-pass coefficients. */
+  function lowPass(fc, fs, q) {
+    const w0 = (2 * Math.PI * fc) / fs;
+    const alpha = Math.sin(w0) / (2 * q);
+    const cos = Math.cos(w0);
+    const a0 = 1 + alpha;
+    return {
+      b0: (1 - cos) / 2 / a0,
+      b1: (1 - cos) / a0,
+      b2: (1 - cos) / 2 / a0,
+      a1: (-2 * cos) / a0,
+      a2: (1 - alpha) / a0,
+      x1: 0,
+      x2: 0,
+      y1: 0,
+      y2: 0,
+    };
+  }
+
+  class CaptureProcessor extends AudioWorkletProcessor {
+    constructor(options) {
+      super();
+      const { targetRate, chunkSamples } = options.processorOptions;
+      this.chunkSamples = chunkSamples;
+      this.chunk = new Int16Array(chunkSamples);
+      this.fill = 0;
+      this.sumSquares = 0;
+      /** Input samples per output sample. */
+      this.step = sampleRate / targetRate;
+      /** Where the next output sample falls, in input samples from this block's start. */
+      this.t = 0;
+      /** The previous block's last sample (index -1). */
+      this.prev = 0;
+      // Two cascaded biquads make a 4th-order Butterworth below the new Nyquist.
+      this.filters = this.step > 1
+        ? [
+          lowPass(targetRate * 0.42, sampleRate, 0.5412),
+          lowPass(targetRate * 0.42, sampleRate, 1.3066),
+        ]
+        : [];
+      this.scratch = new Float32Array(128);
+      this.port.onmessage = (event) => {
+        if (event.data?.type === "mark") this.emit(true);
+      };
+    }
+
+    emit(mark) {
+      const pcm = this.fill === this.chunkSamples ? this.chunk : this.chunk.slice(0, this.fill);
+      const rms = this.fill ? Math.sqrt(this.sumSquares / this.fill) : 0;
+      this.port.postMessage({ pcm: pcm.buffer, rms, mark }, [pcm.buffer]);
+      if (pcm === this.chunk) this.chunk = new Int16Array(this.chunkSamples);
+      this.fill = 0;
+      this.sumSquares = 0;
+    }
+
+    push(sample) {
+      const s = Math.max(-1, Math.min(1, sample));
+      this.sumSquares += s * s;
+      this.chunk[this.fill++] = Math.round(s < 0 ? s * 0x8000 : s * 0x7fff);
+      if (this.fill === this.chunkSamples) this.emit(false);
+    }
+
+    process(inputs) {
+      const input = inputs[0]?.[0];
+      if (!input || input.length === 0) return true;
+      const n = input.length;
+      if (this.scratch.length < n) this.scratch = new Float32Array(n);
+      const x = this.scratch;
+      x.set(input);
+      for (const f of this.filters) {
+        for (let i = 0; i < n; i++) {
+          const y = f.b0 * x[i] + f.b1 * f.x1 + f.b2 * f.x2 - f.a1 * f.y1 - f.a2 * f.y2;
+          f.x2 = f.x1;
+          f.x1 = x[i];
+          f.y2 = f.y1;
+          f.y1 = y;
+          x[i] = y;
+        }
+      }
+      let t = this.t;
+      while (t < n - 1) {
+        const i = Math.floor(t);
+        const frac = t - i;
+        const a = i < 0 ? this.prev : x[i];
+        this.push(a + (x[i + 1] - a) * frac);
+        t += this.step;
+      }
+      this.t = t - n;
+      this.prev = x[n - 1];
+      return true;
+    }
+  }
+
+  registerProcessor("relay-capture", CaptureProcessor);
+}
+
+const audio = (() => {
+  let ctx = null;
+  let moduleReady = null;
+  let mic = null; // {stream, source, node}
+  /** Playback items by item id: {record, chunks: [{start, dur}], cut}. */
+  const items = new Map();
+  const sources = new Set();
+  let nextStart = 0;
+
+  function playedMs(item, now) {
+    let s = 0;
+    for (const c of item.chunks) s += Math.min(Math.max(now - c.start, 0), c.dur);
+    return s * 1000;
+  }
+
+  return {
+    /** Creates (or wakes) the AudioContext; call it inside a user gesture. */
+    ensureContext() {
+      if (!ctx) {
+        try {
+          // At 24 kHz the browser resamples the microphone for us and plays
+          // answers without resampling; some browsers cannot mix rates.
+          ctx = new AudioContext({ sampleRate: AUDIO_RATE, latencyHint: "interactive" });
+        } catch {
+          ctx = new AudioContext({ latencyHint: "interactive" });
+        }
+      }
+      if (ctx.state === "suspended") void ctx.resume();
+      demo.voice.contextRate = ctx.sampleRate;
+      return ctx;
+    },
+
+    async startMic(fallback = false) {
+      const context = this.ensureContext();
+      if (!navigator.mediaDevices?.getUserMedia) {
+        throw new Error("this page needs a secure context (http://127.0.0.1 or https)");
+      }
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
+      });
+      if (!socket || !socket.isOpen()) {
+        for (const track of stream.getTracks()) track.stop();
+        return;
+      }
+      moduleReady ??= context.audioWorklet.addModule(
+        URL.createObjectURL(
+          new Blob([`(${captureProcessor.toString()})();`], { type: "text/javascript" }),
+        ),
+      );
+      await moduleReady;
+      let source;
+      try {
+        source = context.createMediaStreamSource(stream);
+      } catch (error) {
+        for (const track of stream.getTracks()) track.stop();
+        if (fallback) throw error;
+        // Some browsers (Firefox) cannot feed a microphone into a context of
+        // another rate: use the device's rate and let the worklet resample.
+        void context.close();
+        ctx = new AudioContext({ latencyHint: "interactive" });
+        moduleReady = null;
+        return await this.startMic(true);
+      }
+      const node = new AudioWorkletNode(context, "relay-capture", {
+        numberOfInputs: 1,
+        numberOfOutputs: 0,
+        channelCount: 1,
+        channelCountMode: "explicit",
+        processorOptions: { targetRate: AUDIO_RATE, chunkSamples: CHUNK_SAMPLES },
+      });
+      node.port.onmessage = (event) => voice.chunk(event.data);
+      source.connect(node);
+      mic = { stream, source, node };
+      demo.voice.micOn = true;
+      demo.voice.contextRate = context.sampleRate;
+      updateTalkControls();
+    },
+
+    stopMic() {
+      if (!mic) return;
+      mic.source.disconnect();
+      mic.node.port.onmessage = null;
+      mic.node.port.close();
+      for (const track of mic.stream.getTracks()) track.stop();
+      mic = null;
+      demo.voice.micOn = false;
+      demo.voice.level = 0;
+      $("level").style.width = "0%";
+      updateTalkControls();
+    },
+
+    /** Asks the worklet to cut its stream here (a `mark` chunk); false without a microphone. */
+    markMic() {
+      if (!mic) return false;
+      mic.node.port.postMessage({ type: "mark" });
+      return true;
+    },
+
+    /** Schedules 24 kHz PCM16 right after what is already scheduled (gapless). */
+    play(itemId, responseId, bytes) {
+      if (!ctx || bytes.length < 2) return null;
+      let item = items.get(itemId);
+      if (!item) {
+        const record = {
+          itemId,
+          responseId,
+          scheduledMs: 0,
+          chunks: 0,
+          gaps: 0,
+          playedMs: null,
+          truncatedAtMs: null,
+          /** performance.now() when its first audio arrived, and how far ahead it was started. */
+          firstAudioAt: performance.now(),
+          leadMs: PLAYBACK_LEAD_S * 1000,
+        };
+        demo.voice.playback.push(record);
+        item = { record, chunks: [], cut: false };
+        items.set(itemId, item);
+      }
+      if (item.cut) return null;
+      const samples = Math.floor(bytes.length / 2);
+      const view = new DataView(bytes.buffer, bytes.byteOffset, samples * 2);
+      const buffer = ctx.createBuffer(1, samples, AUDIO_RATE);
+      const channel = buffer.getChannelData(0);
+      for (let i = 0; i < samples; i++) channel[i] = view.getInt16(i * 2, true) / 0x8000;
+      const source = ctx.createBufferSource();
+      source.buffer = buffer;
+      source.connect(ctx.destination);
+      const now = ctx.currentTime;
+      let start = nextStart;
+      if (start < now) {
+        // Nothing queued (a new answer, or the network fell behind): lead a little.
+        if (item.chunks.length > 0) item.record.gaps++;
+        start = now + PLAYBACK_LEAD_S;
+      }
+      source.start(start);
+      nextStart = start + buffer.duration;
+      sources.add(source);
+      source.onended = () => sources.delete(source);
+      item.chunks.push({ start, dur: buffer.duration });
+      item.record.chunks++;
+      item.record.scheduledMs += (samples * 1000) / AUDIO_RATE;
+      return item.record;
+    },
+
+    /** The assistant item whose audio is audible now or still queued, or null. */
+    playing() {
+      if (!ctx) return null;
+      for (const item of items.values()) {
+        const last = item.chunks.at(-1);
+        if (!item.cut && last && last.start + last.dur > ctx.currentTime) return item.record;
+      }
+      return null;
+    },
+
+    /** Milliseconds of an item the speaker has played so far. */
+    playedMs(itemId) {
+      const item = items.get(itemId);
+      return item && ctx ? playedMs(item, ctx.currentTime) : 0;
+    },
+
+    /** Stops every scheduled source; returns ms played of each item that was cut. */
+    stopPlayback() {
+      const now = ctx?.currentTime ?? 0;
+      for (const source of sources) {
+        try {
+          source.stop();
+        } catch { /* not started yet */ }
+      }
+      sources.clear();
+      nextStart = 0;
+      for (const item of items.values()) {
+        if (item.record.playedMs === null) item.record.playedMs = playedMs(item, now);
+        item.cut = true;
+      }
+    },
+
+    /** Refuses further audio for an item (its response was cancelled). */
+    cut(itemId) {
+      const item = items.get(itemId);
+      if (item) item.cut = true;
+    },
+
+    reset() {
+      this.stopPlayback();
+      items.clear();
+    },
+  };
+})();
+
+// ---------------------------------------------------------------------------
+// Voice turns: push-to-talk, server VAD, barge-in
+// ---------------------------------------------------------------------------
+
+const voice = (() => {
+  /**
+   * The push-to-talk turn in progress: {startedAt, pieces, appends, heldMs,
+   * marks (worklet marks still to come), started (the press's mark came),
+   * ending (released)}.
+   */
+  let turn = null;
+  /** The response OpenAI is generating, if any. */
+  let activeResponse = null;
+  const cancelled = new Set();
+  /** When the user's speech ended (commit or speech_stopped), for the latency. */
+  let awaitingAudioSince = null;
+
+  function status(text, kind) {
+    const pill = $("voice-status");
+    pill.textContent = text;
+    pill.className = `pill ${kind}`;
+  }
+
+  function showSent() {
+    const v = demo.voice;
+    $("voice-sent").textContent = `${
+      (v.bytesSent / 2 / AUDIO_RATE).toFixed(2)
+    } s · ${v.appendsSent} chunks`;
+  }
+
+  function sendAudio(bytes) {
+    const sent = send({ type: "input_audio_buffer.append", audio: bytesToBase64(bytes) });
+    if (!sent) return false;
+    demo.voice.appendsSent++;
+    demo.voice.bytesSent += bytes.length;
+    showSent();
+    return true;
+  }
+
+  async function finishTurn() {
+    const t = turn;
+    turn = null;
+    $("talk").classList.remove("held");
+    const bytes = concat(t.pieces);
+    const record = {
+      bytes: bytes.length,
+      ms: (bytes.length / 2 / AUDIO_RATE) * 1000,
+      heldMs: Math.round(t.heldMs),
+      appends: t.appends,
+      committed: false,
+      sha256: null,
+    };
+    demo.voice.turns.push(record);
+    if (bytes.length < MIN_COMMIT_BYTES) {
+      send({ type: "input_audio_buffer.clear" });
+      status("hold a little longer", "closing");
+    } else if (send({ type: "input_audio_buffer.commit" })) {
+      record.committed = true;
+      awaitingAudioSince = performance.now();
+      conversation.userAudio(record.ms);
+      send({ type: "response.create" });
+      status("thinking…", "connecting");
+    }
+    record.sha256 = await sha256Hex(bytes);
+  }
+
+  return {
+    /** A chunk from the capture worklet: {pcm: ArrayBuffer, rms, mark}. */
+    chunk({ pcm, rms, mark }) {
+      const bytes = new Uint8Array(pcm);
+      if (bytes.length > 0) {
+        demo.voice.level = rms;
+        const db = rms > 0 ? 20 * Math.log10(rms) : -100;
+        const width = Math.round(Math.min(Math.max((db + 60) / 60, 0), 1) * 100);
+        $("level").style.width = `${width}%`;
+      }
+      if (turn) {
+        if (mark) turn.marks--;
+        // Before the press's mark: audio from before the button went down.
+        if (!turn.started) {
+          turn.started = mark;
+          return;
+        }
+        if (bytes.length > 0 && sendAudio(bytes)) {
+          turn.pieces.push(bytes);
+          turn.appends++;
+        }
+        if (mark && turn.ending && turn.marks === 0) void finishTurn();
+      } else if (demo.voice.vad && bytes.length > 0) {
+        sendAudio(bytes);
+      }
+    },
+
+    /** Push-to-talk pressed. */
+    press() {
+      if (turn || !canTalk()) return;
+      audio.ensureContext();
+      this.bargeIn();
+      turn = {
+        startedAt: performance.now(),
+        pieces: [],
+        appends: 0,
+        heldMs: 0,
+        marks: 1,
+        started: false,
+        ending: false,
+      };
+      // Anything left in OpenAI's buffer is not part of this turn.
+      send({ type: "input_audio_buffer.clear" });
+      if (!audio.markMic()) turn.started = true;
+      $("talk").classList.add("held");
+      status("listening…", "open");
+    },
+
+    /** Push-to-talk released: cut the worklet's stream, then commit and ask for an answer. */
+    release() {
+      if (!turn || turn.ending) return;
+      turn.ending = true;
+      turn.heldMs = performance.now() - turn.startedAt;
+      if (audio.markMic()) turn.marks++;
+      else void finishTurn();
+    },
+
+    /**
+     * The user speaks over the assistant: stop playback, cancel the response
+     * if it is still coming, and truncate the item to what was heard, so the
+     * model's context holds no words the user never heard.
+     */
+    bargeIn() {
+      const responseId = activeResponse;
+      // Playing now, or (the network behind the model) an answer with nothing audible yet.
+      const item = audio.playing() ??
+        (responseId
+          ? demo.voice.playback.findLast((p) => p.responseId === responseId && p.playedMs === null)
+          : null);
+      if (!item && !responseId) return;
+      const heard = item ? Math.floor(audio.playedMs(item.itemId)) : 0;
+      audio.stopPlayback();
+      if (responseId && !cancelled.has(responseId)) {
+        cancelled.add(responseId);
+        send({ type: "response.cancel", response_id: responseId });
+        demo.voice.cancels++;
+      }
+      if (item) {
+        item.playedMs = heard;
+        item.truncatedAtMs = heard;
+        const truncate = {
+          type: "conversation.item.truncate",
+          item_id: item.itemId,
+          content_index: 0,
+          audio_end_ms: heard,
+        };
+        if (send(truncate)) {
+          demo.voice.truncates.push({
+            item_id: item.itemId,
+            audio_end_ms: heard,
+            scheduledMs: item.scheduledMs,
+            sinceFirstAudioMs: Math.round(performance.now() - item.firstAudioAt),
+          });
+          $("voice-truncated").textContent = `at ${heard} of ${Math.round(item.scheduledMs)} ms`;
+        }
+      }
+    },
+
+    audioDelta(event, bytes) {
+      if (cancelled.has(event.response_id)) return;
+      const record = audio.play(event.item_id, event.response_id ?? null, bytes);
+      if (!record) return;
+      if (awaitingAudioSince !== null) {
+        const ms = Math.round(performance.now() - awaitingAudioSince);
+        awaitingAudioSince = null;
+        demo.voice.latencies.push(ms);
+        $("voice-latency").textContent = `${ms} ms (speech end → first audio)`;
+      }
+      const s = (record.scheduledMs / 1000).toFixed(2);
+      $("voice-played").textContent = `${s} s scheduled · ${record.chunks} chunks`;
+      if (!record.truncatedAtMs) conversation.assistantAudio(event.item_id, `audio · ${s} s`);
+      status("speaking…", "open");
+    },
+
+    responseCreated(id) {
+      activeResponse = id;
+    },
+
+    responseDone(id) {
+      if (id === activeResponse) activeResponse = null;
+      if (!turn) status(demo.voice.micOn ? "ready" : "mic off", demo.voice.micOn ? "idle" : "");
+    },
+
+    speechStarted() {
+      this.bargeIn();
+      status("hearing you…", "open");
+    },
+
+    speechStopped() {
+      awaitingAudioSince = performance.now();
+      status("thinking…", "connecting");
+    },
+
+    /** The connection ended: forget the turn and the response. */
+    end() {
+      turn = null;
+      activeResponse = null;
+      awaitingAudioSince = null;
+      cancelled.clear();
+      $("talk").classList.remove("held");
+      audio.reset();
+    },
+  };
+})();
+
+function canTalk() {
+  return demo.state === "open" && voiceRoute && demo.voice.micOn && !demo.voice.vad;
+}
+
+function updateTalkControls() {
+  const v = demo.voice;
+  $("talk").disabled = !canTalk();
+  $("vad").disabled = !(demo.state === "open" && voiceRoute);
+  const hint = $("voice-hint");
+  if (!voiceRoute || demo.state !== "open") {
+    hint.textContent = "connect to the OpenAI route";
+  } else if (v.micError) {
+    hint.textContent = `no microphone: ${v.micError}`;
+  } else if (!v.micOn) {
+    hint.textContent = "waiting for the microphone…";
+  } else if (v.vad) {
+    hint.textContent = demo.config?.upstream === "openai"
+      ? "hands-free: just speak"
+      : "hands-free needs real OpenAI (the stand-in has no VAD)";
+  } else {
+    const path = v.contextRate === AUDIO_RATE
+      ? "the browser resamples the mic"
+      : `the worklet resamples ${v.contextRate} Hz`;
+    hint.textContent = `hold the button or the space bar · ${path} to 24 kHz PCM16`;
+  }
+  const pill = $("voice-status");
+  if (!v.micOn) {
+    pill.textContent = "mic off";
+    pill.className = "pill";
+  } else if (pill.textContent === "mic off") {
+    pill.textContent = v.vad ? "listening (VAD)" : "ready";
+    pill.className = "pill idle";
+  }
+}
+
+function setVad(on) {
+  demo.voice.vad = on;
+  if (demo.state === "open" && voiceRoute) {
+    configureSession();
+    if (!on) send({ type: "input_audio_buffer.clear" });
+  }
+  updateTalkControls();
+}
+
+// ---------------------------------------------------------------------------
+// Usage (GET /api/usage on the demo server; 404 when metering is off)
+// ---------------------------------------------------------------------------
+
+function dollars(micros) {
+  if (micros === null || micros === undefined) return "unlimited";
+  const usd = micros / 1_000_000;
+  return `$${usd.toFixed(Math.abs(usd) < 1 ? 4 : 2)}`;
+}
+
+async function refreshUsage({ refused = false } = {}) {
+  let body = null;
+  try {
+    const response = await fetch("/api/usage", {
+      headers: accessToken ? { authorization: `Bearer ${accessToken}` } : {},
+      cache: "no-store",
+    });
+    if (response.ok) body = await response.json();
+  } catch { /* the demo server or the database is away: same as off */ }
+  const valid = body && Number.isFinite(body.spent_micros);
+  demo.usage = valid ? { metering: "on", ...body } : { metering: "off" };
+  const spent = valid && body.remaining_micros !== null && body.remaining_micros <= 0;
+  $("usage-state").textContent = !valid
+    ? "metering off"
+    : spent || demo.relayClose?.code === "budget_exceeded"
+    ? "budget spent"
+    : "metering on";
+  $("usage-spent").textContent = valid ? dollars(body.spent_micros) : "–";
+  $("usage-limit").textContent = valid ? dollars(body.limit_micros) : "–";
+  $("usage-remaining").textContent = valid ? dollars(body.remaining_micros) : "–";
+  $("usage-period").textContent = valid && body.period_start
+    ? new Date(body.period_start).toLocaleString()
+    : "–";
+  $("usage").classList.toggle("spent", Boolean(spent));
+  if (refused && spent) {
+    showBanner(
+      "bad",
+      "Budget spent: the relay refused the connection (429 budget_exceeded) because your " +
+        "usage budget for this period has run out. It renews when the period ends.",
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Bytes
+// ---------------------------------------------------------------------------
+
+function bytesToBase64(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(s);
+}
+
+function base64ToBytes(text) {
+  try {
+    const s = atob(text);
+    const bytes = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
+    return bytes;
+  } catch {
+    return new Uint8Array();
+  }
+}
+
+function concat(pieces) {
+  const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// ---------------------------------------------------------------------------
+// Start
+// ---------------------------------------------------------------------------
 
 function tickExpiry() {
   if (demo.expiresAt === null) return;
@@ -262,6 +1314,34 @@ function decorate() {
   $("free-text").placeholder = "Say something…";
   $("send-ask").title = "conversation.item.create + response.create";
   $("send-text").title = "sends the text as one frame, unchanged";
+  $("talk").title = "hold to speak (or hold the space bar); speaking over an answer interrupts it";
+  $("vad").title = "session.update with audio.input.turn_detection = server_vad";
+}
+
+/** Push-to-talk from the button (pointer) and from the space bar outside text fields. */
+function bindTalk() {
+  const button = $("talk");
+  button.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0) return;
+    button.setPointerCapture(event.pointerId);
+    voice.press();
+  });
+  for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
+    button.addEventListener(type, () => voice.release());
+  }
+  const typing = (target) =>
+    target instanceof HTMLElement && target.matches("input, textarea, select");
+  document.addEventListener("keydown", (event) => {
+    if (event.code !== "Space" || typing(event.target) || event.ctrlKey || event.metaKey) return;
+    event.preventDefault();
+    if (!event.repeat) voice.press();
+  });
+  document.addEventListener("keyup", (event) => {
+    if (event.code !== "Space" || typing(event.target)) return;
+    event.preventDefault();
+    voice.release();
+  });
+  globalThis.addEventListener("blur", () => voice.release());
 }
 
 async function init() {
@@ -281,6 +1361,8 @@ async function init() {
   $("send-session").addEventListener("click", sendSessionUpdate);
   $("send-ask").addEventListener("click", ask);
   $("send-text").addEventListener("click", () => send($("free-text").value));
+  $("vad").addEventListener("change", (event) => setVad(event.target.checked));
+  bindTalk();
   setInterval(tickExpiry, 500);
   setState("idle");
   document.body.dataset.ready = "true";

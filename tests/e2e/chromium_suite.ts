@@ -117,7 +117,11 @@ Deno.test({
           .map((m) => JSON.parse(m.text).delta as string);
         assert.ok(deltas.length > 0, "text deltas arrived");
         assert.equal(state.outputText, deltas.join(""));
-        assert.equal(await page.textContent("#output"), state.outputText);
+        // The page shows the streamed text as the assistant's turn of the conversation.
+        assert.equal(
+          await page.textContent("#conversation .turn.assistant:last-child .text"),
+          state.outputText,
+        );
         const done = JSON.parse(state.received.find((m) => m.type === "response.done")!.text);
         assert.ok(done.response.usage.total_tokens > 0, "usage crossed unchanged");
         assert.match(await page.textContent("#rtt") ?? "", /^\d+ ms$/);
