@@ -109,6 +109,13 @@ export interface OpenAIStandIn {
   handshakeDelayMs: number;
   /** Delay between the events of one realtime answer, to stream slowly (default 0). */
   eventDelayMs: number;
+  /**
+   * Transcripts for audio committed on any `realtime` connection, first come
+   * first served (default empty: "<N> ms of audio"). A connection's own
+   * `realtime.nextTranscripts` and a `#transcript:` marker in the audio come
+   * first.
+   */
+  readonly transcripts: string[];
   readonly connections: ConnectionRecord[];
   /** Resolves once `n` connections have sent a full request head. */
   waitForConnections(n: number, timeoutMs?: number): Promise<void>;
@@ -161,6 +168,7 @@ class StandIn implements OpenAIStandIn {
   behaviour: Behaviour;
   handshakeDelayMs = 0;
   eventDelayMs = 0;
+  readonly transcripts: string[] = [];
   readonly connections: ConnectionRecord[] = [];
   readonly #authFailure: "in-band" | "http";
   readonly #listener: Deno.Listener;
@@ -426,7 +434,9 @@ class StandIn implements OpenAIStandIn {
         await peer.waitForEnd();
         return;
       case "realtime": {
-        const conv = new RealtimeConversation(model ?? "gpt-realtime");
+        const conv = new RealtimeConversation(model ?? "gpt-realtime", {
+          takeTranscript: () => this.transcripts.shift(),
+        });
         record.realtime = conv;
         await peer.sendJson(conv.created());
         // Answers are queued so they go out in order even when streamed slowly.

@@ -7,6 +7,18 @@
 
 import { audioBytes, PCM_BYTES_PER_MS } from "./realtime_usage.ts";
 
+/**
+ * Audio that starts with these bytes, then UTF-8 text and a newline, is
+ * understood (and transcribed) as that text by the stand-in: how a client
+ * that cannot reach the stand-in gives its audio meaning.
+ */
+export const TRANSCRIPT_MARKER = "#transcript:";
+
+/** `audio` prefixed so the stand-in hears `transcript` (see {@linkcode TRANSCRIPT_MARKER}). */
+export function withTranscript(transcript: string, audio: Uint8Array): Uint8Array {
+  return concatBytes([new TextEncoder().encode(`${TRANSCRIPT_MARKER}${transcript}\n`), audio]);
+}
+
 /** Sample rate of the Realtime API's default `audio/pcm` format. */
 export const SAMPLE_RATE = 24000;
 

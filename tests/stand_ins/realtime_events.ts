@@ -4,7 +4,7 @@
  * `event_id`), with deterministic content so tests can assert on it.
  */
 
-import { concatBytes, decodeBase64, encodeBase64 } from "./realtime_audio.ts";
+import { concatBytes, decodeBase64, encodeBase64, TRANSCRIPT_MARKER } from "./realtime_audio.ts";
 import {
   applySessionUpdate,
   type ConfigError,
@@ -20,6 +20,7 @@ import {
   type PromptSegment,
   type RealtimeUsage,
   textTokens,
+  transcriptionUsage,
   usageOf,
 } from "./realtime_usage.ts";
 
@@ -35,6 +36,8 @@ interface Entry {
   audio: Map<number, Uint8Array>;
   /** Bumped whenever the item changes, so the prefix cache sees a different item. */
   rev: number;
+  /** What the stand-in "understood" of user audio: its transcript, given or derived. */
+  heard?: string;
 }
 
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -153,6 +156,12 @@ const CLIENT_EVENTS = [
   "output_audio_buffer.clear",
 ];
 
+/** Options for a conversation. */
+export interface ConversationOptions {
+  /** A transcript for committed audio, when the connection's own queue is empty. */
+  takeTranscript?: () => string | undefined;
+}
+
 /** A server event a response run yields; `audioMs` is the audio it carries (0 for none). */
 export interface Step {
   event: Json;
@@ -261,10 +270,19 @@ export class RealtimeConversation {
   /** Whether assistant audio has gone out: the voice is locked from then on. */
   #spoke = false;
   readonly #active = new Set<ResponseRun>();
+  readonly #takeTranscript: () => string | undefined;
+  /**
+   * Transcripts for the next committed audio buffers of this connection, in
+   * order (a test sets them); each commit takes the first. Without one, a
+   * `#transcript:` marker at the start of the audio, then the stand-in's
+   * shared queue, then "<N> ms of audio" say what the audio was.
+   */
+  readonly nextTranscripts: string[] = [];
 
-  constructor(model: string) {
+  constructor(model: string, opts: ConversationOptions = {}) {
     this.session = defaultSession(model);
     this.defaultInstructions = String(this.session.instructions);
+    this.#takeTranscript = opts.takeTranscript ?? (() => undefined);
   }
 
   /** The conversation's items in order, as `conversation.item.done` shows them (no audio bytes). */
@@ -421,7 +439,10 @@ export class RealtimeConversation {
       role: "user",
       content: [{ type: "input_audio", transcript: null }],
     };
-    this.#entries.push({ item, audio: new Map([[0, concatBytes(this.#buffer)]]), rev: 0 });
+    const audio = concatBytes(this.#buffer);
+    const heard = this.#transcriptOf(audio);
+    const entry: Entry = { item, audio: new Map([[0, audio]]), rev: 0, heard };
+    this.#entries.push(entry);
     this.#buffer = [];
     this.audioBufferBytes = 0;
     return [
@@ -429,8 +450,51 @@ export class RealtimeConversation {
         previous_item_id: previous,
         item_id: item.id,
       }),
-      serverEvent("conversation.item.added", { previous_item_id: previous, item }),
-      serverEvent("conversation.item.done", { previous_item_id: previous, item }),
+      serverEvent("conversation.item.added", { previous_item_id: previous, item: clone(item) }),
+      serverEvent("conversation.item.done", { previous_item_id: previous, item: clone(item) }),
+      ...this.#transcribe(entry),
+    ];
+  }
+
+  /** What committed `audio` says: a queued transcript, its marker, or its length. */
+  #transcriptOf(audio: Uint8Array): string {
+    return this.nextTranscripts.shift() ?? markedTranscript(audio) ?? this.#takeTranscript() ??
+      `${Math.round(audioMs(audio.byteLength))} ms of audio`;
+  }
+
+  /**
+   * Input transcription, when the session asks for it: deltas then
+   * `completed` with the transcription model's usage; the item keeps the
+   * transcript from then on.
+   */
+  #transcribe(entry: Entry): Json[] {
+    const input = isObject(this.session.audio) && isObject(this.session.audio.input)
+      ? this.session.audio.input
+      : {};
+    const settings = isObject(input.transcription) ? input.transcription : undefined;
+    if (typeof settings?.model !== "string") return [];
+    const transcript = entry.heard ?? "";
+    const at = { item_id: entry.item.id, content_index: 0 };
+    // whisper-1 is not incremental: its one delta is the whole transcript.
+    const deltas = settings.model === "whisper-1"
+      ? [transcript]
+      : transcript.match(WORDS) ?? [transcript];
+    const part = (entry.item.content as Json[])[0]!;
+    part.transcript = transcript;
+    return [
+      ...deltas.map((delta) =>
+        serverEvent("conversation.item.input_audio_transcription.delta", { ...at, delta })
+      ),
+      serverEvent("conversation.item.input_audio_transcription.completed", {
+        ...at,
+        transcript,
+        usage: transcriptionUsage(
+          settings.model as string,
+          entry.audio.get(0)?.byteLength ?? 0,
+          transcript,
+          typeof settings.prompt === "string" ? settings.prompt : "",
+        ),
+      }),
     ];
   }
 
@@ -534,7 +598,7 @@ export class RealtimeConversation {
     const lastUser = context.findLast((e) => e.item.type === "message" && e.item.role === "user");
     let answer = "Hello from the stand-in.";
     if (lastUser) {
-      const text = textOf(lastUser.item);
+      const text = textOf(lastUser.item) ?? lastUser.heard;
       const bytes = [...lastUser.audio.values()].reduce((n, a) => n + a.byteLength, 0);
       if (text !== undefined) answer = `You said: ${text}`;
       else if (bytes > 0) answer = `I heard ${bytes} bytes of audio.`;
@@ -732,6 +796,22 @@ export class RealtimeConversation {
       },
     });
   }
+}
+
+function clone<T>(v: T): T {
+  return structuredClone(v);
+}
+
+const MARKER = new TextEncoder().encode(TRANSCRIPT_MARKER);
+
+/** The transcript a `#transcript:<text>\n` prefix gives audio, if it has one. */
+function markedTranscript(audio: Uint8Array): string | undefined {
+  if (audio.byteLength < MARKER.byteLength || MARKER.some((b, i) => audio[i] !== b)) {
+    return undefined;
+  }
+  const end = audio.indexOf(0x0a, MARKER.byteLength);
+  if (end < 0) return undefined;
+  return new TextDecoder().decode(audio.subarray(MARKER.byteLength, end));
 }
 
 function only(event: Json): Answer {

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { TestClient } from "../helpers/ws_client.ts";
 import { type OpenAIStandIn, startOpenAIStandIn } from "./openai.ts";
-import { encodeBase64 } from "./realtime_audio.ts";
+import { encodeBase64, withTranscript } from "./realtime_audio.ts";
 import { defaultSession } from "./realtime_events.ts";
 import { applySessionUpdate, resolveResponse } from "./realtime_session.ts";
 import {
@@ -18,6 +18,7 @@ import {
   outputAudioTokens,
   type PromptSegment,
   textTokens,
+  transcriptionUsage,
   usageForTurn,
   usageOf,
 } from "./realtime_usage.ts";
@@ -107,6 +108,34 @@ function pcm(ms: number, seed = 1): Uint8Array {
 function sumDeltaBytes(events: Json[], type: string): number {
   return events.filter((e) => e.type === type)
     .reduce((n, e) => n + atob(String(e.delta)).length, 0);
+}
+
+/** A field's GA type: `string`, `integer`, `number`, `object`, `array`, `null`, or several with `|`. */
+type FieldType = string;
+
+function typeName(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  if (typeof v === "number") return Number.isInteger(v) ? "integer" : "number";
+  return typeof v;
+}
+
+/**
+ * Asserts a server event has GA's shape: `type` first, a string `event_id`
+ * second (`event_...`), and each listed field of the listed type.
+ */
+function assertShape(e: Json, type: string, fields: Record<string, FieldType>): void {
+  assert.equal(e.type, type);
+  assert.deepEqual(Object.keys(e).slice(0, 2), ["type", "event_id"], type);
+  assert.match(String(e.event_id), /^event_[A-Za-z0-9]{20}$/);
+  for (const [key, want] of Object.entries(fields)) {
+    const got = typeName(e[key]);
+    const allowed = want.split("|");
+    assert.ok(
+      allowed.includes(got) || (got === "integer" && allowed.includes("number")),
+      `${type}.${key}: expected ${want}, got ${got}`,
+    );
+  }
 }
 
 const DEFAULT_INSTRUCTIONS =
@@ -556,5 +585,130 @@ Deno.test("realtime response.create conversation none: out of band, nothing adde
     assert.ok(inBand.some((e) => e.type === "conversation.item.done"));
     assert.match(String(obj(obj(inBand.at(-1)).response).conversation_id), /^conv_/);
     assert.equal(conv.items.length, before.length + 1);
+  });
+});
+
+// ---- input transcription -----------------------------------------------------------
+
+Deno.test("realtime transcription: gpt-4o-transcribe deltas and completed with token usage; the item keeps the transcript", async () => {
+  await withStandIn(async (oa, open) => {
+    const p = await open();
+    const transcription = { model: "gpt-4o-transcribe", prompt: "Expect greetings." };
+    p.send({
+      type: "session.update",
+      session: { type: "realtime", audio: { input: { transcription } } },
+    });
+    await p.expect("session.updated");
+    const conv = oa.connections[0]!.realtime!;
+    conv.nextTranscripts.push("hello there world");
+    const audio = pcm(500);
+    p.send({ type: "input_audio_buffer.append", audio: encodeBase64(audio) });
+    p.send({ type: "input_audio_buffer.commit" });
+    const committed = await p.expect("input_audio_buffer.committed");
+    assertShape(committed, "input_audio_buffer.committed", {
+      previous_item_id: "string|null",
+      item_id: "string",
+    });
+    await p.expect("conversation.item.added");
+    const done = await p.expect("conversation.item.done");
+    // Transcription runs after the commit: the item is done before its transcript is.
+    assert.deepEqual(obj(done.item).content, [{ type: "input_audio", transcript: null }]);
+    const deltas: string[] = [];
+    for (;;) {
+      const e = await p.next();
+      if (e.type === "conversation.item.input_audio_transcription.completed") {
+        assertShape(e, String(e.type), {
+          item_id: "string",
+          content_index: "integer",
+          transcript: "string",
+          usage: "object",
+        });
+        assert.equal(e.item_id, committed.item_id);
+        assert.equal(e.content_index, 0);
+        assert.equal(e.transcript, "hello there world");
+        assert.deepEqual(
+          e.usage,
+          transcriptionUsage(
+            "gpt-4o-transcribe",
+            audio.byteLength,
+            "hello there world",
+            transcription.prompt,
+          ),
+        );
+        assert.deepEqual(e.usage, {
+          type: "tokens",
+          total_tokens: 5 + 5 + 5,
+          input_tokens: 5 + 5,
+          output_tokens: 5,
+          input_token_details: { text_tokens: 5, audio_tokens: 5 },
+        });
+        break;
+      }
+      assertShape(e, "conversation.item.input_audio_transcription.delta", {
+        item_id: "string",
+        content_index: "integer",
+        delta: "string",
+      });
+      assert.equal(e.item_id, committed.item_id);
+      deltas.push(String(e.delta));
+    }
+    assert.deepEqual(deltas, ["hello ", "there ", "world"]);
+    assert.deepEqual(conv.items.at(-1)?.content, [
+      { type: "input_audio", transcript: "hello there world" },
+    ]);
+    p.send({ type: "response.create", response: { output_modalities: ["text"] } });
+    const reply = await p.until("response.done");
+    const text = String(reply.find((e) => e.type === "response.output_text.done")?.text);
+    assert.ok(text.startsWith("You said: hello there world"), text);
+  });
+});
+
+Deno.test("realtime transcription: whisper-1 is one delta and duration usage in seconds", async () => {
+  await withStandIn(async (_oa, open) => {
+    const p = await open();
+    p.send({
+      type: "session.update",
+      session: { type: "realtime", audio: { input: { transcription: { model: "whisper-1" } } } },
+    });
+    await p.expect("session.updated");
+    p.send({ type: "input_audio_buffer.append", audio: encodeBase64(pcm(1500)) });
+    p.send({ type: "input_audio_buffer.commit" });
+    await p.until("conversation.item.done");
+    const delta = await p.expect("conversation.item.input_audio_transcription.delta");
+    assert.equal(delta.delta, "1500 ms of audio");
+    const completed = await p.expect("conversation.item.input_audio_transcription.completed");
+    assert.equal(completed.transcript, "1500 ms of audio");
+    assert.deepEqual(completed.usage, { type: "duration", seconds: 1.5 });
+  });
+});
+
+Deno.test("realtime transcripts: a marker in the audio, the stand-in's queue, else the duration; none without transcription", async () => {
+  await withStandIn(async (oa, open) => {
+    const p = await open();
+    const say = async (audio: Uint8Array): Promise<string> => {
+      p.send({ type: "input_audio_buffer.append", audio: encodeBase64(audio) });
+      p.send({ type: "input_audio_buffer.commit" });
+      await p.until("conversation.item.done");
+      p.send({ type: "response.create", response: { output_modalities: ["text"] } });
+      // No transcription configured: no transcription events between the item and the response.
+      assert.equal((await p.next()).type, "response.created");
+      const events = await p.until("response.done");
+      return String(events.find((e) => e.type === "response.output_text.done")?.text);
+    };
+    assert.ok((await say(withTranscript("marked words", pcm(300)))).startsWith(
+      "You said: marked words",
+    ));
+    oa.transcripts.push("from the queue");
+    assert.ok((await say(pcm(300))).startsWith("You said: from the queue"));
+    assert.equal(oa.transcripts.length, 0);
+    assert.ok((await say(pcm(250))).startsWith("You said: 250 ms of audio"));
+    const first = oa.connections[0]!.realtime!.items[0]!;
+    assert.deepEqual(first.content, [{ type: "input_audio", transcript: null }]);
+    // Under 100 ms cannot be committed, as OpenAI says.
+    p.send({ type: "input_audio_buffer.append", audio: encodeBase64(pcm(50)) });
+    p.send({ type: "input_audio_buffer.commit", event_id: "evt_c" });
+    const small = await p.expect("error");
+    assert.equal(obj(small.error).code, "input_audio_buffer_commit_empty");
+    assert.match(String(obj(small.error).message), /only has 50\.00ms of audio/);
   });
 });
