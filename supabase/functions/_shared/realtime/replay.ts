@@ -1,0 +1,234 @@
+/**
+ * Giving a new OpenAI session a stored conversation back (CONTRACT.md
+ * "Resumable sessions"): the client events that replay it, and which of
+ * OpenAI's answers to them the client must not see.
+ * @module
+ */
+import { isRestorable, partText, type RestoredItem, type StoredItem } from "./conversation.ts";
+
+type Json = Record<string, unknown>;
+
+/** What to send a new session, and how to recognise its answers. */
+export interface ReplayPlan {
+  /** Client events to send upstream, in order (each a JSON text). */
+  readonly messages: readonly string[];
+  /** Stored id → the relay's id for the item in the new session. */
+  readonly replayed: ReadonlyMap<string, string>;
+  /** Event id of each replayed item's `conversation.item.create` → its stored id. */
+  readonly itemEvents: ReadonlyMap<string, string>;
+  /** Event ids of the `session.update`s sent (the restore, then the policy's pin again). */
+  readonly configEvents: ReadonlySet<string>;
+  /** The event whose answer (`input_audio_buffer.cleared`) closes the replay. */
+  readonly sentinel: string;
+  /** Items replayed, and items that could not be (no text: audio without transcript, ...). */
+  readonly items: number;
+  readonly skipped: number;
+}
+
+/** What {@linkcode planReplay} works from. */
+export interface ReplayInput {
+  /** The stored configuration, or `null` when none was kept. */
+  readonly config: Json | null;
+  /** Stored items in conversation order. */
+  readonly items: readonly RestoredItem[];
+  /**
+   * A policy's pinned session: sent again after the restored configuration,
+   * so a stored configuration never undoes it, whichever went first.
+   */
+  readonly pinned: Readonly<Json> | null;
+  /** A fresh id (`relay_<unique>`, at most 32 characters, OpenAI's limit for item ids). */
+  readonly newId: () => string;
+}
+
+/**
+ * The replay of a stored conversation: the configuration as `session.update`
+ * (then the policy's pin), every restorable item as `conversation.item.create`
+ * with a relay id, and last an `input_audio_buffer.clear` (the new session's
+ * buffer is empty) whose answer says OpenAI has answered everything before it.
+ */
+export function planReplay(input: ReplayInput): ReplayPlan {
+  const messages: string[] = [];
+  const configEvents = new Set<string>();
+  const replayed = new Map<string, string>();
+  const itemEvents = new Map<string, string>();
+  let skipped = 0;
+  if (input.config !== null) {
+    for (const session of [input.config, input.pinned]) {
+      if (session === null) continue;
+      const eventId = input.newId();
+      configEvents.add(eventId);
+      messages.push(JSON.stringify({ type: "session.update", event_id: eventId, session }));
+    }
+  }
+  for (const stored of input.items) {
+    if (!isRestorable(stored.item)) {
+      skipped++;
+      continue;
+    }
+    const id = input.newId();
+    const eventId = input.newId();
+    replayed.set(stored.id, id);
+    itemEvents.set(eventId, stored.id);
+    messages.push(JSON.stringify({
+      type: "conversation.item.create",
+      event_id: eventId,
+      item: replayItem(stored.item, id),
+    }));
+  }
+  const sentinel = input.newId();
+  messages.push(JSON.stringify({ type: "input_audio_buffer.clear", event_id: sentinel }));
+  return {
+    messages,
+    replayed,
+    itemEvents,
+    configEvents,
+    sentinel,
+    items: replayed.size,
+    skipped,
+  };
+}
+
+/**
+ * The `conversation.item.create` item for a stored one, under `id`: user
+ * audio becomes `input_text` with its transcript, assistant audio becomes
+ * `output_text` with its transcript (OpenAI cannot take assistant audio
+ * back), function calls and outputs go as they were.
+ */
+export function replayItem(item: StoredItem, id: string): Json {
+  switch (item.type) {
+    case "message": {
+      const kind = item.role === "assistant" ? "output_text" : "input_text";
+      const content = item.content.flatMap((part) => {
+        const text = partText(part);
+        return text === null ? [] : [{ type: kind, text }];
+      });
+      return { id, type: "message", role: item.role, content };
+    }
+    case "function_call":
+      return {
+        id,
+        type: "function_call",
+        ...(item.call_id === null ? {} : { call_id: item.call_id }),
+        name: item.name,
+        arguments: item.arguments,
+      };
+    case "function_call_output":
+      return { id, type: "function_call_output", call_id: item.call_id, output: item.output };
+    default:
+      throw new TypeError(`replayItem: a ${item.of} item cannot be replayed`);
+  }
+}
+
+/** The event the client gets once its conversation is back. */
+export function resumedEvent(session: string, items: number, skipped: number): string {
+  return JSON.stringify({ type: "relay.session.resumed", session, items, skipped });
+}
+
+/** The server event types the replay's answers come as (the rest are never hidden). */
+export const REPLAY_ANSWER_TYPES: ReadonlySet<string> = new Set([
+  "session.created",
+  "session.updated",
+  "conversation.item.added",
+  "conversation.item.created",
+  "conversation.item.done",
+  "input_audio_buffer.cleared",
+  "error",
+]);
+
+/** What {@linkcode ReplayWatch.see} decided about one server event. */
+export interface ReplayVerdict {
+  /** Keep it from the client. */
+  readonly hide: boolean;
+  /** This was the last answer: the replay is over. */
+  readonly finished: boolean;
+}
+
+const PASS: ReplayVerdict = { hide: false, finished: false };
+const HIDE: ReplayVerdict = { hide: true, finished: false };
+
+/**
+ * Sorts the new session's events while a replay is under way: its answers
+ * are hidden (`session.created`, every `session.updated` before the end,
+ * item events for replayed ids, errors naming the replay's events), the rest
+ * pass. An error for a replayed item counts it as skipped.
+ */
+export class ReplayWatch {
+  readonly #plan: ReplayPlan;
+  readonly #itemIds: ReadonlySet<string>;
+  #failed = new Set<string>();
+  #configFailed = false;
+  #finished = false;
+
+  constructor(plan: ReplayPlan) {
+    this.#plan = plan;
+    this.#itemIds = new Set(plan.replayed.values());
+  }
+
+  /** Items OpenAI took, and items skipped (not restorable, or refused by OpenAI). */
+  get counts(): { items: number; skipped: number } {
+    return {
+      items: this.#plan.items - this.#failed.size,
+      skipped: this.#plan.skipped + this.#failed.size,
+    };
+  }
+
+  /** Stored ids of the items OpenAI refused. */
+  get failed(): ReadonlySet<string> {
+    return this.#failed;
+  }
+
+  /** Whether OpenAI refused the restored configuration (or the pin after it). */
+  get configFailed(): boolean {
+    return this.#configFailed;
+  }
+
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  /** Judges one parsed server event of type `type`. */
+  see(type: string, event: Json): ReplayVerdict {
+    if (this.#finished) return PASS;
+    switch (type) {
+      case "session.created":
+      case "session.updated":
+        return HIDE;
+      case "conversation.item.added":
+      case "conversation.item.created":
+      case "conversation.item.done": {
+        const item = event.item;
+        const id = isObject(item) ? item.id : undefined;
+        return typeof id === "string" && this.#itemIds.has(id) ? HIDE : PASS;
+      }
+      case "input_audio_buffer.cleared":
+        return this.#finish();
+      case "error": {
+        const error = event.error;
+        const about = isObject(error) ? error.event_id : undefined;
+        if (typeof about !== "string") return PASS;
+        if (about === this.#plan.sentinel) return this.#finish();
+        const stored = this.#plan.itemEvents.get(about);
+        if (stored !== undefined) {
+          this.#failed.add(stored);
+          return HIDE;
+        }
+        if (this.#plan.configEvents.has(about)) {
+          this.#configFailed = true;
+          return HIDE;
+        }
+        return PASS;
+      }
+      default:
+        return PASS;
+    }
+  }
+
+  #finish(): ReplayVerdict {
+    this.#finished = true;
+    return { hide: true, finished: true };
+  }
+}
+
+function isObject(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
