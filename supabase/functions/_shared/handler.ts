@@ -4,6 +4,7 @@
  * @module
  */
 import { createTokenVerifier, type TokenVerifier } from "./auth/verify.ts";
+import { connectDatabase, type Database } from "./db/client.ts";
 import { extractToken, offeredProtocols, selectProtocol } from "./auth/token_source.ts";
 import { type Admission, isRefusal } from "./features/feature.ts";
 import { openAIRouteFeatures } from "./features/openai_route.ts";
@@ -39,6 +40,14 @@ export interface RelayDeps {
   readonly authTimeoutMs?: number;
   /** Used by the default token verifier. @default globalThis.fetch */
   readonly fetch?: typeof fetch;
+  /**
+   * The project's Postgres, for metering and resumable sessions (the caller
+   * closes an injected one). @default a pool on `settings.databaseUrl` when a
+   * feature needs it, closed at shutdown
+   */
+  readonly database?: Database;
+  /** This instance's id in the database (its session leases). @default a random UUID */
+  readonly instance?: string;
 }
 
 /** A relay instance: its request handler and its lifecycle. */
@@ -85,7 +94,17 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     (settings.openaiApiKey === null
       ? null
       : openAIConnector({ url: settings.openaiRealtimeUrl, apiKey: settings.openaiApiKey }));
-  const features = openAIRouteFeatures(settings, { telemetry, now });
+  const ownDatabase = deps.database === undefined && settings.databaseUrl !== null &&
+      (settings.metering || settings.resume)
+    ? connectDatabase(settings.databaseUrl)
+    : null;
+  const database = deps.database ?? ownDatabase;
+  const features = openAIRouteFeatures(settings, {
+    telemetry,
+    now,
+    database,
+    instance: deps.instance ?? crypto.randomUUID(),
+  });
   const registry = new ConnectionRegistry(settings.maxConnectionsPerUser, settings.maxConnections);
   const limits = {
     maxMessageBytes: settings.maxMessageBytes,
@@ -214,10 +233,16 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
   return {
     handler,
     connections: () => registry.size,
-    shutdown: async () => {
+    shutdown: () => {
       draining = true;
-      await registry.shutdownAll();
-      await Promise.all(features.map((feature) => feature.close?.()));
+      const closing = (async () => {
+        await registry.shutdownAll();
+        await Promise.all(features.map((feature) => feature.close?.()));
+        await ownDatabase?.close();
+      })();
+      // The flush runs after the last socket closed: keep the worker for it too.
+      waitUntil?.(closing);
+      return closing;
     },
   };
 }

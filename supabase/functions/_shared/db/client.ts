@@ -39,6 +39,16 @@ export interface DatabaseOptions {
   readonly max?: number;
   /** The deadline of a call that names none. @default 3000 */
   readonly deadlineMs?: number;
+  /**
+   * Told of each statement sent (its SQL text, never its parameters), e.g. to
+   * count round trips in a test.
+   */
+  readonly onStatement?: (statement: string) => void;
+  /**
+   * Told when the driver threw outside any call (see {@linkcode isDriverFault}):
+   * the relay swallowed it and replaced the pool.
+   */
+  readonly onDriverFault?: (message: string) => void;
 }
 
 /**
@@ -50,9 +60,11 @@ export interface DatabaseOptions {
 export function connectDatabase(url: string, options: DatabaseOptions = {}): Database {
   const max = options.max ?? 3;
   const defaultDeadline = options.deadlineMs ?? 3000;
+  const onStatement = options.onStatement;
   const open = () =>
     postgres(url, {
       max,
+      ...(onStatement ? { debug: (_: number, statement: string) => onStatement(statement) } : {}),
       // Supabase's transaction pooler (port 6543) cannot keep prepared statements.
       prepare: false,
       idle_timeout: 30,
@@ -68,6 +80,12 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Dat
     if (pool === stale) pool = null;
     stale.end({ timeout: 0 }).catch(() => {});
   };
+  const onFault = (message: string) => {
+    if (pool) discard(pool);
+    options.onDriverFault?.(message);
+  };
+  guardDriverFaults();
+  faultListeners.add(onFault);
 
   return {
     run<T>(work: (sql: Sql) => Promise<T>, deadlineMs = defaultDeadline): Promise<T> {
@@ -95,6 +113,7 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Dat
     },
     async close(timeoutS = 2) {
       closed = true;
+      faultListeners.delete(onFault);
       const current = pool;
       pool = null;
       if (current) await current.end({ timeout: timeoutS }).catch(() => {});
@@ -110,4 +129,40 @@ export function describe(error: unknown): string {
     return typeof code === "string" ? `${code}: ${text}` : text;
   }
   return "unknown database error";
+}
+
+/** Pools told of a driver fault, so they can replace themselves. */
+const faultListeners = new Set<(message: string) => void>();
+let guarded = false;
+
+/**
+ * Whether an uncaught error came from inside postgres.js's connection code:
+ * on Deno 2.1.4, after the server dropped its connections, the driver was
+ * seen throwing a `TypeError` (reading `write` of a socket it had already
+ * cleared) from a timer in its `connection.js`, which ended the process.
+ * Only errors whose first stack frame is that file count: anything else
+ * stays uncaught, as it should.
+ */
+export function isDriverFault(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const frame = (error.stack ?? "").split("\n").find((line) => /^\s+at /.test(line)) ?? "";
+  return /[\\/]postgres[\\/]\d+\.\d+\.\d+[\\/](?:cjs[\\/])?src[\\/]connection\.js:/.test(frame);
+}
+
+/**
+ * Installs, once per process, the listeners that keep a driver fault from
+ * ending the relay: a database outage must never cost live sessions. Each
+ * pool then starts afresh; its callers see their calls fail or time out.
+ */
+function guardDriverFaults(): void {
+  if (guarded) return;
+  guarded = true;
+  const swallow = (event: Event, error: unknown) => {
+    if (!isDriverFault(error)) return;
+    event.preventDefault();
+    const message = describe(error);
+    for (const listener of [...faultListeners]) listener(message);
+  };
+  globalThis.addEventListener("error", (event) => swallow(event, event.error));
+  globalThis.addEventListener("unhandledrejection", (event) => swallow(event, event.reason));
 }

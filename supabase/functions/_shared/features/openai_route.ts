@@ -4,10 +4,12 @@
  * the session policy, metering and resumable sessions.
  * @module
  */
+import type { Database } from "../db/client.ts";
 import type { Settings } from "../settings.ts";
 import type { Telemetry } from "../telemetry/log.ts";
 import { closeNoticesFeature } from "./close_notices.ts";
 import type { RouteFeature } from "./feature.ts";
+import { meteringFeature } from "./metering.ts";
 import { sessionPolicyFeature } from "./session_policy.ts";
 import { usageTelemetryFeature } from "./usage_telemetry.ts";
 
@@ -16,6 +18,13 @@ export interface FeatureDeps {
   readonly telemetry: Telemetry;
   /** Milliseconds since the epoch. */
   readonly now: () => number;
+  /**
+   * The instance's one database pool, shared by the features that need it
+   * (owned and closed by the handler); `null` when none is configured.
+   */
+  readonly database?: Database | null;
+  /** This instance's id (whose database leases are its own). */
+  readonly instance?: string;
 }
 
 /** The OpenAI route's features for `settings`, in hook order. */
@@ -25,6 +34,11 @@ export function openAIRouteFeatures(settings: Settings, deps: FeatureDeps): Rout
   if (settings.sessionPolicy) {
     features.push(sessionPolicyFeature(settings.sessionPolicy, deps.telemetry));
   }
-  features.push(usageTelemetryFeature(deps.telemetry));
+  // Metering writes the `usage` line itself, with the cost.
+  if (settings.metering && deps.database) {
+    features.push(meteringFeature(settings, { ...deps, database: deps.database }));
+  } else {
+    features.push(usageTelemetryFeature(deps.telemetry));
+  }
   return features;
 }
