@@ -18,14 +18,23 @@ import {
   splitHeaderList,
   writeAll,
 } from "./ws_frames.ts";
-import { errorEvent, HANDSHAKE_ERRORS, RealtimeConversation } from "./realtime_events.ts";
+import {
+  type Answer,
+  errorEvent,
+  HANDSHAKE_ERRORS,
+  RealtimeConversation,
+  type ResponseRun,
+} from "./realtime_events.ts";
 
 /** What the stand-in does with each new connection. */
 export type Behaviour =
   /** Every message comes back byte-identical with the same frame type (default). */
   | { kind: "echo" }
-  /** Speaks the GA Realtime events. */
-  | { kind: "realtime" }
+  /**
+   * Speaks the GA Realtime events (see realtime_events.ts). `pace` overrides
+   * the stand-in's {@linkcode OpenAIStandIn.pace} for these connections.
+   */
+  | { kind: "realtime"; pace?: Pace }
   /** Answers the upgrade with this HTTP status (default 503) and a JSON error body. */
   | { kind: "refuse"; status?: number }
   /** Accepts TCP, reads the request, never answers. */
@@ -49,6 +58,13 @@ export type Behaviour =
   | { kind: "flood"; messageBytes: number; count?: number }
   /** Upgrades, then never reads from the socket again (slow reader). */
   | { kind: "stall" };
+
+/**
+ * How a `realtime` response streams: `instant` (default) sends all its events
+ * at once, so it can never be cancelled; `realtime` sends audio as fast as it
+ * plays (100 ms of audio every 100 ms), so a client can cancel or truncate it.
+ */
+export type Pace = "instant" | "realtime";
 
 /** A message received from the client. */
 export interface ReceivedMessage {
@@ -109,6 +125,8 @@ export interface OpenAIStandIn {
   handshakeDelayMs: number;
   /** Delay between the events of one realtime answer, to stream slowly (default 0). */
   eventDelayMs: number;
+  /** How `realtime` responses stream (default `instant`); a behaviour's `pace` wins. */
+  pace: Pace;
   /**
    * Transcripts for audio committed on any `realtime` connection, first come
    * first served (default empty: "<N> ms of audio"). A connection's own
@@ -168,6 +186,7 @@ class StandIn implements OpenAIStandIn {
   behaviour: Behaviour;
   handshakeDelayMs = 0;
   eventDelayMs = 0;
+  pace: Pace = "instant";
   readonly transcripts: string[] = [];
   readonly connections: ConnectionRecord[] = [];
   readonly #authFailure: "in-band" | "http";
@@ -439,24 +458,74 @@ class StandIn implements OpenAIStandIn {
         });
         record.realtime = conv;
         await peer.sendJson(conv.created());
-        // Answers are queued so they go out in order even when streamed slowly.
-        let chain = Promise.resolve();
+        // Answers go out in order on one lane. A response streams on its own
+        // lane once the answers before it are out, so the client's next events
+        // (a cancel, a truncate) are answered while it speaks, as OpenAI does.
+        let lane = Promise.resolve();
+        const streams = new Set<Promise<void>>();
         await peer.readLoop((m) => {
-          const events = m.type === "text"
-            ? conv.handleText(m.data as string)
-            : conv.handleBinary();
-          chain = chain.then(async () => {
-            for (const [i, e] of events.entries()) {
-              if (i > 0 && this.eventDelayMs > 0) {
-                await delay(this.eventDelayMs, peer.signal);
-              }
-              await peer.sendJson(e);
-            }
-          }).catch(() => {});
+          const answer: Answer = m.type === "text"
+            ? conv.handle(m.data as string)
+            : { events: conv.handleBinary(), runs: [] };
+          const pace = behaviour.pace ?? this.pace;
+          const instant = pace === "instant" && this.eventDelayMs === 0;
+          // Instant responses are drained here and now: nothing can interrupt them.
+          const now = [...answer.events, ...(instant ? answer.runs.flatMap((r) => r.drain()) : [])];
+          lane = lane.then(() => this.#play(peer, now)).catch(() => {});
+          if (instant) return;
+          for (const run of answer.runs) {
+            const s: Promise<void> = lane.then(() => this.#stream(peer, run, pace))
+              .catch(() => {})
+              .finally(() => streams.delete(s));
+            streams.add(s);
+          }
         });
-        await chain;
+        await lane;
+        await Promise.all([...streams]);
         return;
       }
+    }
+  }
+
+  /** Sends `events` in order, `eventDelayMs` apart. */
+  async #play(peer: Peer, events: readonly Record<string, unknown>[]): Promise<void> {
+    for (const [i, e] of events.entries()) {
+      if (i > 0 && this.eventDelayMs > 0) await delay(this.eventDelayMs, peer.signal);
+      await peer.sendJson(e);
+    }
+  }
+
+  /**
+   * Streams one response: `eventDelayMs` between events and, at `realtime`
+   * pace, each audio delta when the audio before it has played. A cancel or
+   * the connection's end cuts every wait short; the run then closes at once.
+   */
+  async #stream(peer: Peer, run: ResponseRun, pace: Pace): Promise<void> {
+    const wake = new AbortController();
+    const stop = () => wake.abort();
+    peer.signal.addEventListener("abort", stop, { once: true });
+    run.signal.addEventListener("abort", stop, { once: true });
+    try {
+      let started: number | undefined;
+      let playedMs = 0;
+      let first = true;
+      for (let s = run.next(); s; s = run.next()) {
+        if (peer.signal.aborted) run.cancel();
+        if (!first && this.eventDelayMs > 0) {
+          await delay(this.eventDelayMs, wake.signal).catch(() => {});
+        }
+        first = false;
+        if (s.audioMs > 0 && pace === "realtime") {
+          started ??= performance.now();
+          const wait = started + playedMs - performance.now();
+          if (wait > 0) await delay(wait, wake.signal).catch(() => {});
+          playedMs += s.audioMs;
+        }
+        await peer.sendJson(s.event).catch(() => {});
+      }
+    } finally {
+      peer.signal.removeEventListener("abort", stop);
+      run.signal.removeEventListener("abort", stop);
     }
   }
 }

@@ -76,3 +76,54 @@ export function tone(ms: number, hz = 440, amplitude = 0.2): Uint8Array {
   }
   return out;
 }
+
+/**
+ * Audio that grows chunk by chunk (a response being spoken) and may be cut
+ * (`conversation.item.truncate`), joined only when read.
+ */
+export class Track {
+  #chunks: Uint8Array[] = [];
+  #length = 0;
+  #joined: Uint8Array | undefined;
+  #cut = false;
+
+  constructor(initial?: Uint8Array) {
+    if (initial) this.append(initial);
+  }
+
+  /** Bytes held. */
+  get byteLength(): number {
+    return this.#length;
+  }
+
+  /** Whether the track was truncated: it then takes no more audio. */
+  get cut(): boolean {
+    return this.#cut;
+  }
+
+  /** Adds `chunk` at the end, unless the track was truncated. */
+  append(chunk: Uint8Array): void {
+    if (this.#cut || chunk.byteLength === 0) return;
+    this.#chunks.push(chunk);
+    this.#length += chunk.byteLength;
+    this.#joined = undefined;
+  }
+
+  /** The whole track as one buffer. */
+  bytes(): Uint8Array {
+    if (!this.#joined) {
+      this.#joined = concatBytes(this.#chunks);
+      this.#chunks = [this.#joined];
+    }
+    return this.#joined;
+  }
+
+  /** Keeps the first `bytes` only, and takes no more audio from then on. */
+  truncate(bytes: number): void {
+    const kept = this.bytes().slice(0, Math.max(0, Math.min(bytes, this.#length)));
+    this.#chunks = [kept];
+    this.#joined = kept;
+    this.#length = kept.byteLength;
+    this.#cut = true;
+  }
+}

@@ -4,7 +4,15 @@
  * `event_id`), with deterministic content so tests can assert on it.
  */
 
-import { concatBytes, decodeBase64, encodeBase64, TRANSCRIPT_MARKER } from "./realtime_audio.ts";
+import {
+  audioChunks,
+  concatBytes,
+  decodeBase64,
+  encodeBase64,
+  tone,
+  Track,
+  TRANSCRIPT_MARKER,
+} from "./realtime_audio.ts";
 import {
   applySessionUpdate,
   type ConfigError,
@@ -12,11 +20,11 @@ import {
   type ResponseConfig,
 } from "./realtime_session.ts";
 import {
+  audioBytes,
   audioMs,
   headSegments,
   itemTokens,
   outputAudioTokens,
-  outputTokens,
   type PromptSegment,
   type RealtimeUsage,
   textTokens,
@@ -33,11 +41,13 @@ interface Entry {
   /** The item as events show it: audio parts carry no `audio` bytes. */
   item: Json;
   /** PCM16 audio by content index. */
-  audio: Map<number, Uint8Array>;
+  audio: Map<number, Track>;
   /** Bumped whenever the item changes, so the prefix cache sees a different item. */
   rev: number;
   /** What the stand-in "understood" of user audio: its transcript, given or derived. */
   heard?: string;
+  /** An assistant answer's words, each with the audio bytes spoken by its end. */
+  words?: { text: string; at: number }[];
 }
 
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -202,6 +212,7 @@ export class ResponseRun {
   #steps: Generator<Step, void> | undefined;
   #finished = false;
   readonly #onEnd: (run: ResponseRun) => void;
+  readonly #stop = new AbortController();
 
   constructor(record: ResponseRecord, onEnd: (run: ResponseRun) => void) {
     this.id = record.id;
@@ -236,9 +247,15 @@ export class ResponseRun {
     return r.value;
   }
 
+  /** Aborted by `cancel()`, so a caller pacing the stream stops waiting at once. */
+  get signal(): AbortSignal {
+    return this.#stop.signal;
+  }
+
   /** Stops the response at the next delta; `next()` then yields its closing events. */
   cancel(reason: StopReason = "client_cancelled"): void {
     this.stopped ??= reason;
+    this.#stop.abort();
   }
 
   /** Every remaining event, at once. */
@@ -250,6 +267,11 @@ export class ResponseRun {
 }
 
 const WORDS = /\S+\s*/g;
+
+/** Milliseconds of audio per streamed `response.output_audio.delta`. */
+export const CHUNK_MS = 100;
+/** How long the tone "says" each word when there is no user audio to play back. */
+export const SPOKEN_MS_PER_WORD = 200;
 
 /** One Realtime conversation: feed it client messages, get the server events to send back. */
 export class RealtimeConversation {
@@ -351,6 +373,15 @@ export class RealtimeConversation {
         return events(this.#itemCreate(msg, clientEventId));
       case "conversation.item.delete":
         return events(this.#itemDelete(msg, clientEventId));
+      case "conversation.item.truncate":
+        return events(this.#truncate(msg, clientEventId));
+      case "output_audio_buffer.clear":
+        // WebRTC and SIP only: over a WebSocket the client holds the unplayed audio.
+        return only(errorEvent(
+          "invalid_value",
+          "Invalid value: output_audio_buffer.clear is only supported for WebRTC and SIP connections.",
+          { param: "type", clientEventId },
+        ));
       case "response.create":
         return this.#respond(msg, clientEventId);
       case "response.cancel":
@@ -441,7 +472,7 @@ export class RealtimeConversation {
     };
     const audio = concatBytes(this.#buffer);
     const heard = this.#transcriptOf(audio);
-    const entry: Entry = { item, audio: new Map([[0, audio]]), rev: 0, heard };
+    const entry: Entry = { item, audio: new Map([[0, new Track(audio)]]), rev: 0, heard };
     this.#entries.push(entry);
     this.#buffer = [];
     this.audioBufferBytes = 0;
@@ -537,6 +568,68 @@ export class RealtimeConversation {
     return [serverEvent("conversation.item.deleted", { item_id: msg.item_id })];
   }
 
+  /**
+   * Cuts an assistant message's audio to what the client played, and its
+   * kept transcript to the words spoken by then. A response still speaking
+   * goes on streaming, but the conversation keeps only what was heard.
+   */
+  #truncate(msg: Json, clientEventId: string | null): Json[] {
+    const fail = (code: string, message: string, param: string) => [
+      errorEvent(code, message, { param, clientEventId }),
+    ];
+    const entry = this.#entries.find((e) => e.item.id === msg.item_id);
+    if (!entry) {
+      return fail(
+        "item_truncate_invalid_item_id",
+        `Item with item_id not found: ${String(msg.item_id)}`,
+        "item_id",
+      );
+    }
+    if (entry.item.type !== "message" || entry.item.role !== "assistant") {
+      return fail("invalid_value", "Only assistant messages can be truncated.", "item_id");
+    }
+    const index = msg.content_index;
+    const track = typeof index === "number" ? entry.audio.get(index) : undefined;
+    if (!track) {
+      return fail(
+        "invalid_value",
+        `Invalid 'content_index': the item has no audio at ${String(index)}.`,
+        "content_index",
+      );
+    }
+    const end = msg.audio_end_ms;
+    if (typeof end !== "number" || !Number.isInteger(end) || end < 0) {
+      return fail(
+        "invalid_type",
+        "Invalid 'audio_end_ms': expected a non-negative integer.",
+        "audio_end_ms",
+      );
+    }
+    const have = audioMs(track.byteLength);
+    if (end > have) {
+      return fail(
+        "invalid_value",
+        `Audio content of ${Math.floor(have)}ms is already shorter than ${end}ms`,
+        "audio_end_ms",
+      );
+    }
+    const keep = audioBytes(end);
+    track.truncate(keep);
+    const part = (entry.item.content as Json[])[index as number]!;
+    if (entry.words) {
+      entry.words = entry.words.filter((w) => w.at <= keep);
+      part.transcript = entry.words.map((w) => w.text).join("").trimEnd();
+    }
+    entry.rev++;
+    return [
+      serverEvent("conversation.item.truncated", {
+        item_id: entry.item.id,
+        content_index: index,
+        audio_end_ms: end,
+      }),
+    ];
+  }
+
   #lastItemId(): string | null {
     const last = this.#entries.at(-1)?.item;
     return typeof last?.id === "string" ? last.id : null;
@@ -599,7 +692,7 @@ export class RealtimeConversation {
     let answer = "Hello from the stand-in.";
     if (lastUser) {
       const text = textOf(lastUser.item) ?? lastUser.heard;
-      const bytes = [...lastUser.audio.values()].reduce((n, a) => n + a.byteLength, 0);
+      const bytes = [...lastUser.audio.values()].reduce((n, t) => n + t.byteLength, 0);
       if (text !== undefined) answer = `You said: ${text}`;
       else if (bytes > 0) answer = `I heard ${bytes} bytes of audio.`;
     }
@@ -668,6 +761,7 @@ export class RealtimeConversation {
     const audio = config.output_modalities[0] === "audio";
     const conversation = config.conversation === "auto";
     const text = this.#reply(config, context);
+    const words = text.match(WORDS) ?? [text];
     const max = config.max_output_tokens === "inf" ? Infinity : config.max_output_tokens;
     const itemId = openaiId("item");
     const item: Json = {
@@ -678,7 +772,13 @@ export class RealtimeConversation {
       content: [],
       object: "realtime.item",
     };
-    const entry: Entry = { item, audio: new Map(), rev: 0 };
+    const track = new Track();
+    const entry: Entry = {
+      item,
+      audio: new Map(audio ? [[0, track]] : []),
+      rev: 0,
+      words: [],
+    };
     const previous = this.#lastItemId();
     if (conversation) this.#entries.push(entry);
     const base = {
@@ -690,7 +790,7 @@ export class RealtimeConversation {
       audio: { output: { format: { type: "audio/pcm", rate: 24000 }, voice: config.voice } },
       metadata: config.metadata,
     };
-    const at = { response_id: responseId, item_id: itemId, output_index: 0 };
+    const at = { response_id: responseId, item_id: itemId, output_index: 0, content_index: 0 };
     const step = (type: string, fields: Json, audioMs = 0): Step => ({
       event: serverEvent(type, fields),
       audioMs,
@@ -701,73 +801,85 @@ export class RealtimeConversation {
     yield step("response.output_item.added", {
       response_id: responseId,
       output_index: 0,
-      item: structuredClone(item),
+      item: clone(item),
     });
     if (conversation) {
-      yield step("conversation.item.added", {
-        previous_item_id: previous,
-        item: structuredClone(item),
-      });
+      yield step("conversation.item.added", { previous_item_id: previous, item: clone(item) });
     }
+    item.content = [
+      audio ? { type: "output_audio", transcript: "" } : { type: "output_text", text: "" },
+    ];
     yield step("response.content_part.added", {
       ...at,
-      content_index: 0,
       part: audio ? { type: "audio", transcript: "" } : { type: "text", text: "" },
     });
 
-    // 10 ms of 24 kHz PCM16 silence per word keeps the stream realistic yet small.
-    const silence = new Uint8Array(480);
+    // Speech: the user's own audio played back, else a tone as long as the words.
+    const chunks = audio
+      ? audioChunks(this.#playback(context) ?? tone(SPOKEN_MS_PER_WORD * words.length), CHUNK_MS)
+      : [];
+    // Each piece is one audio chunk and the words due by its end (text: one word each).
+    const pieces: { chunk?: Uint8Array; words: string[] }[] = audio
+      ? chunks.map((chunk, k) => ({
+        chunk,
+        words: words.slice(
+          Math.ceil(k * words.length / chunks.length),
+          Math.ceil((k + 1) * words.length / chunks.length),
+        ),
+      }))
+      : words.map((w) => ({ words: [w] }));
     let said = "";
-    const spoken: Uint8Array[] = [];
     let spokenBytes = 0;
     let cut = false;
-    for (const word of text.match(WORDS) ?? [text]) {
-      if (run.stopped) break;
-      const chunk = audio ? silence : undefined;
-      const cost = textTokens(said + word) +
-        outputAudioTokens(spokenBytes + (chunk?.byteLength ?? 0));
-      if (cost > max) {
-        cut = true;
-        break;
+    const part = (item.content as Json[])[0]!;
+    outer: for (const piece of pieces) {
+      for (const [i, word] of [piece.chunk, ...piece.words].entries()) {
+        if (run.stopped) break outer;
+        const bytes = i === 0 ? (word as Uint8Array | undefined)?.byteLength ?? 0 : 0;
+        const more = i === 0 ? "" : word as string;
+        if (textTokens(said + more) + outputAudioTokens(spokenBytes + bytes) > max) {
+          cut = true;
+          break outer;
+        }
+        if (i === 0) {
+          if (!word) continue;
+          const chunk = word as Uint8Array;
+          spokenBytes += chunk.byteLength;
+          track.append(chunk);
+          this.#spoke = true;
+          yield step("response.output_audio.delta", {
+            ...at,
+            delta: encodeBase64(chunk),
+          }, audioMs(chunk.byteLength));
+        } else {
+          said += more;
+          // What the conversation keeps stops where a truncation cut the audio.
+          if (!track.cut) {
+            entry.words!.push({ text: more, at: track.byteLength });
+            if (audio) part.transcript = String(part.transcript) + more;
+            else part.text = String(part.text) + more;
+          }
+          yield step(
+            audio ? "response.output_audio_transcript.delta" : "response.output_text.delta",
+            { ...at, delta: more },
+          );
+        }
       }
-      if (chunk) {
-        spoken.push(chunk);
-        spokenBytes += chunk.byteLength;
-        this.#spoke = true;
-        yield step("response.output_audio.delta", {
-          ...at,
-          content_index: 0,
-          delta: encodeBase64(chunk),
-        }, audioMs(chunk.byteLength));
-      }
-      said += word;
-      yield step(
-        audio ? "response.output_audio_transcript.delta" : "response.output_text.delta",
-        { ...at, content_index: 0, delta: word },
-      );
     }
     if (audio) {
-      yield step("response.output_audio.done", { ...at, content_index: 0 });
-      yield step("response.output_audio_transcript.done", {
-        ...at,
-        content_index: 0,
-        transcript: said,
-      });
+      yield step("response.output_audio.done", at);
+      yield step("response.output_audio_transcript.done", { ...at, transcript: said });
     } else {
-      yield step("response.output_text.done", { ...at, content_index: 0, text: said });
+      yield step("response.output_text.done", { ...at, text: said });
     }
     yield step("response.content_part.done", {
       ...at,
-      content_index: 0,
       part: audio ? { type: "audio", transcript: said } : { type: "text", text: said },
     });
     const status = run.stopped ? "cancelled" : cut ? "incomplete" : "completed";
     item.status = status === "completed" ? "completed" : "incomplete";
-    item.content = [
-      audio ? { type: "output_audio", transcript: said } : { type: "output_text", text: said },
-    ];
-    if (audio) entry.audio.set(0, concatBytes(spoken));
-    const done = structuredClone(item);
+    entry.rev++;
+    const done = clone(item);
     yield step("response.output_item.done", {
       response_id: responseId,
       output_index: 0,
@@ -776,11 +888,12 @@ export class RealtimeConversation {
     if (conversation) {
       yield step("conversation.item.done", { previous_item_id: previous, item: done });
     }
-    const usage = usageOf(
-      prompt,
-      previousPrompt,
-      outputTokens(done, (i) => entry.audio.get(i)?.byteLength ?? 0),
-    );
+    // Billed: what was generated and sent, even if a truncation later cut what is kept.
+    const usage = usageOf(prompt, previousPrompt, {
+      text: textTokens(said),
+      audio: outputAudioTokens(spokenBytes),
+      image: 0,
+    });
     Object.assign(run.record, { status, usage, output: [done] });
     yield step("response.done", {
       response: {
@@ -796,6 +909,15 @@ export class RealtimeConversation {
       },
     });
   }
+
+  /** The audio of the last user message in `context`, without a transcript marker. */
+  #playback(context: readonly Entry[]): Uint8Array | undefined {
+    const lastUser = context.findLast((e) => e.item.type === "message" && e.item.role === "user");
+    if (!lastUser) return undefined;
+    const audio = concatBytes([...lastUser.audio.values()].map((t) => t.bytes()));
+    const spoken = stripMarker(audio);
+    return spoken.byteLength > 0 ? spoken : undefined;
+  }
 }
 
 function clone<T>(v: T): T {
@@ -804,14 +926,25 @@ function clone<T>(v: T): T {
 
 const MARKER = new TextEncoder().encode(TRANSCRIPT_MARKER);
 
+/** Where a `#transcript:<text>\n` prefix of `audio` ends, or -1 without one. */
+function markerEnd(audio: Uint8Array): number {
+  if (audio.byteLength < MARKER.byteLength || MARKER.some((b, i) => audio[i] !== b)) return -1;
+  return audio.indexOf(0x0a, MARKER.byteLength);
+}
+
 /** The transcript a `#transcript:<text>\n` prefix gives audio, if it has one. */
 function markedTranscript(audio: Uint8Array): string | undefined {
-  if (audio.byteLength < MARKER.byteLength || MARKER.some((b, i) => audio[i] !== b)) {
-    return undefined;
-  }
-  const end = audio.indexOf(0x0a, MARKER.byteLength);
+  const end = markerEnd(audio);
   if (end < 0) return undefined;
   return new TextDecoder().decode(audio.subarray(MARKER.byteLength, end));
+}
+
+/** `audio` without its transcript marker (a marker is meaning, not sound), on a sample boundary. */
+function stripMarker(audio: Uint8Array): Uint8Array {
+  const end = markerEnd(audio);
+  if (end < 0) return audio;
+  const start = end + 1;
+  return audio.subarray(start + (start % 2));
 }
 
 function only(event: Json): Answer {

@@ -8,9 +8,9 @@
 
 import assert from "node:assert/strict";
 import { TestClient } from "../helpers/ws_client.ts";
-import { type OpenAIStandIn, startOpenAIStandIn } from "./openai.ts";
-import { encodeBase64, withTranscript } from "./realtime_audio.ts";
-import { defaultSession } from "./realtime_events.ts";
+import { type Behaviour, type OpenAIStandIn, startOpenAIStandIn } from "./openai.ts";
+import { concatBytes, decodeBase64, encodeBase64, withTranscript } from "./realtime_audio.ts";
+import { CHUNK_MS, defaultSession, SPOKEN_MS_PER_WORD } from "./realtime_events.ts";
 import { applySessionUpdate, resolveResponse } from "./realtime_session.ts";
 import {
   audioBytes,
@@ -73,8 +73,9 @@ class Peer {
 
 async function withStandIn(
   fn: (oa: OpenAIStandIn, open: () => Promise<Peer>) => Promise<void>,
+  behaviour: Behaviour = { kind: "realtime" },
 ): Promise<void> {
-  const oa = await startOpenAIStandIn({ behaviour: { kind: "realtime" } });
+  const oa = await startOpenAIStandIn({ behaviour });
   const peers: Peer[] = [];
   const open = async () => {
     const c = new TestClient(`${oa.url}?model=gpt-realtime`, [
@@ -103,6 +104,33 @@ function obj(v: unknown): Json {
 /** Audio with a recognisable pattern, `ms` long. */
 function pcm(ms: number, seed = 1): Uint8Array {
   return new Uint8Array(audioBytes(ms)).map((_, i) => (i * seed + 7) & 0xff);
+}
+
+/** The audio of every `response.output_audio.delta` in `events`, joined. */
+function spokenAudio(events: Json[]): Uint8Array {
+  return concatBytes(
+    events.filter((e) => e.type === "response.output_audio.delta").map((e) =>
+      decodeBase64(String(e.delta))
+    ),
+  );
+}
+
+/** Commits `audio` as the user's turn and waits for its item. */
+async function speak(p: Peer, audio: Uint8Array): Promise<string> {
+  p.send({ type: "input_audio_buffer.append", audio: encodeBase64(audio) });
+  p.send({ type: "input_audio_buffer.commit" });
+  const events = await p.until("conversation.item.done");
+  return String(obj(events.at(-1)!.item).id);
+}
+
+/** Adds a user text message and waits for its item. */
+async function say(p: Peer, text: string): Promise<string> {
+  p.send({
+    type: "conversation.item.create",
+    item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
+  });
+  const events = await p.until("conversation.item.done");
+  return String(obj(events.at(-1)!.item).id);
 }
 
 function sumDeltaBytes(events: Json[], type: string): number {
@@ -710,5 +738,254 @@ Deno.test("realtime transcripts: a marker in the audio, the stand-in's queue, el
     const small = await p.expect("error");
     assert.equal(obj(small.error).code, "input_audio_buffer_commit_empty");
     assert.match(String(obj(small.error).message), /only has 50\.00ms of audio/);
+  });
+});
+
+// ---- speech, pacing, cancel, truncate -------------------------------------------------
+
+Deno.test("realtime speech: plays the user's own audio back in 100 ms deltas, with the transcript interleaved", async () => {
+  await withStandIn(async (_oa, open) => {
+    const p = await open();
+    const audio = pcm(1000, 3);
+    await speak(p, audio);
+    p.send({ type: "response.create" });
+    const events = await p.until("response.done");
+    const deltas = events.filter((e) => e.type === "response.output_audio.delta");
+    assert.equal(deltas.length, 1000 / CHUNK_MS);
+    for (const d of deltas) {
+      assertShape(d, "response.output_audio.delta", {
+        response_id: "string",
+        item_id: "string",
+        output_index: "integer",
+        content_index: "integer",
+        delta: "string",
+      });
+    }
+    assert.deepEqual(spokenAudio(events), audio, "the round trip plays back what the user said");
+    const types = events.map((e) => String(e.type));
+    // Transcript deltas come between audio deltas, not all after them.
+    const firstWord = types.indexOf("response.output_audio_transcript.delta");
+    assert.ok(firstWord > 0 && firstWord < types.lastIndexOf("response.output_audio.delta"));
+    const transcript = events.filter((e) => e.type === "response.output_audio_transcript.delta")
+      .map((e) => String(e.delta)).join("");
+    const done = events.find((e) => e.type === "response.output_audio_transcript.done")!;
+    assertShape(done, "response.output_audio_transcript.done", {
+      response_id: "string",
+      item_id: "string",
+      output_index: "integer",
+      content_index: "integer",
+      transcript: "string",
+    });
+    assert.equal(done.transcript, transcript);
+    assertShape(
+      events.find((e) => e.type === "response.output_audio.done")!,
+      "response.output_audio.done",
+      {
+        response_id: "string",
+        item_id: "string",
+        output_index: "integer",
+        content_index: "integer",
+      },
+    );
+    const part = events.find((e) => e.type === "response.content_part.done")!;
+    assert.deepEqual(part.part, { type: "audio", transcript });
+  });
+});
+
+Deno.test("realtime speech: text input is answered with a tone as long as the words", async () => {
+  await withStandIn(async (_oa, open) => {
+    const p = await open();
+    await say(p, "play me a tone");
+    p.send({ type: "response.create" });
+    const events = await p.until("response.done");
+    const transcript = String(
+      events.find((e) => e.type === "response.output_audio_transcript.done")?.transcript,
+    );
+    const words = transcript.match(/\S+\s*/g)!.length;
+    const audio = spokenAudio(events);
+    assert.equal(audio.byteLength, audioBytes(SPOKEN_MS_PER_WORD * words));
+    const samples = new Int16Array(audio.buffer, audio.byteOffset, audio.byteLength / 2);
+    const peak = samples.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    assert.ok(peak > 3000 && peak < 8000, `a quiet, audible tone: peak ${peak}`);
+  });
+});
+
+Deno.test("realtime pace: realtime streams 100 ms of audio every 100 ms; instant is immediate", async () => {
+  await withStandIn(async (oa, open) => {
+    const p = await open();
+    await speak(p, pcm(1000));
+    const t0 = performance.now();
+    p.send({ type: "response.create" });
+    const times: number[] = [];
+    for (;;) {
+      const e = await p.next();
+      if (e.type === "response.output_audio.delta") times.push(performance.now() - t0);
+      if (e.type === "response.done") break;
+    }
+    assert.equal(times.length, 10);
+    const spread = times.at(-1)! - times[0]!;
+    assert.ok(spread >= 850 && spread < 2000, `10 deltas of 100 ms over ${spread.toFixed(0)} ms`);
+
+    oa.behaviour = { kind: "realtime" }; // the stand-in's own pace: instant by default
+    const q = await open();
+    await speak(q, pcm(1000));
+    const t1 = performance.now();
+    q.send({ type: "response.create" });
+    await q.until("response.done");
+    assert.ok(performance.now() - t1 < 500, "instant stays instant");
+  }, { kind: "realtime", pace: "realtime" });
+});
+
+Deno.test("realtime response.cancel: stops a speaking response, cancelled with usage for what was sent", async () => {
+  await withStandIn(async (oa, open) => {
+    const p = await open();
+    await speak(p, pcm(3000));
+    p.send({ type: "response.create" });
+    const head = await p.until("response.output_audio.delta");
+    const sent = performance.now();
+    p.send({ type: "response.create", event_id: "evt_busy" });
+    const busy = await p.until("error");
+    assert.equal(obj(busy.at(-1)!.error).code, "conversation_already_has_active_response");
+    p.send({ type: "response.cancel" });
+    const rest = await p.until("response.done");
+    assert.ok(performance.now() - sent < 1000, "the cancel takes effect at once");
+    const events = [...head, ...busy, ...rest];
+    const response = obj(events.at(-1)!.response);
+    assert.equal(response.status, "cancelled");
+    assert.deepEqual(response.status_details, { type: "cancelled", reason: "client_cancelled" });
+    const audio = spokenAudio(events);
+    assert.ok(audio.byteLength > 0 && audio.byteLength < audioBytes(3000), `${audio.byteLength}`);
+    const transcript = events.filter((e) => e.type === "response.output_audio_transcript.delta")
+      .map((e) => String(e.delta)).join("");
+    // The closing events still come, with what was said so far.
+    for (const type of ["response.output_audio.done", "response.content_part.done"]) {
+      assert.ok(events.some((e) => e.type === type), type);
+    }
+    assert.equal(
+      events.find((e) => e.type === "response.output_audio_transcript.done")?.transcript,
+      transcript,
+    );
+    assert.equal(
+      obj(obj(events.find((e) => e.type === "response.output_item.done")).item).status,
+      "incomplete",
+    );
+    const usage = obj(response.usage);
+    assert.deepEqual(usage.output_token_details, {
+      text_tokens: textTokens(transcript),
+      audio_tokens: outputAudioTokens(audio.byteLength),
+    });
+    const conv = oa.connections[0]!.realtime!;
+    assert.equal(conv.responses[0]?.status, "cancelled");
+
+    p.send({ type: "response.cancel", event_id: "evt_none" });
+    const none = obj((await p.expect("error")).error);
+    assert.deepEqual([none.code, none.event_id], ["response_cancel_not_active", "evt_none"]);
+  }, { kind: "realtime", pace: "realtime" });
+});
+
+Deno.test("realtime out-of-band responses may run beside one in the conversation", async () => {
+  await withStandIn(async (_oa, open) => {
+    const p = await open();
+    await speak(p, pcm(1000));
+    p.send({ type: "response.create" });
+    await p.until("response.output_audio.delta");
+    p.send({
+      type: "response.create",
+      response: { conversation: "none", output_modalities: ["text"], metadata: { n: "2" } },
+    });
+    const seen = await p.until("response.done");
+    // The first to finish is the out-of-band text one: the audio still plays.
+    assert.deepEqual(obj(obj(seen.at(-1)).response).metadata, { n: "2" });
+    await p.until("response.done");
+  }, { kind: "realtime", pace: "realtime" });
+});
+
+Deno.test("realtime conversation.item.truncate: cuts the kept audio and transcript to what was played", async () => {
+  await withStandIn(async (oa, open) => {
+    const p = await open();
+    await speak(p, pcm(1000));
+    p.send({ type: "response.create" });
+    const events = await p.until("response.done");
+    const output = obj(events.at(-1)!.response).output as Json[];
+    const itemId = String(output[0]!.id);
+    const full = String(
+      events.find((e) => e.type === "response.output_audio_transcript.done")?.transcript,
+    );
+    const errors: [Json, string, string][] = [
+      [
+        { item_id: "item_nope", content_index: 0, audio_end_ms: 10 },
+        "item_truncate_invalid_item_id",
+        "item_id",
+      ],
+      [{ item_id: itemId, content_index: 0, audio_end_ms: 1500 }, "invalid_value", "audio_end_ms"],
+      [{ item_id: itemId, content_index: 3, audio_end_ms: 10 }, "invalid_value", "content_index"],
+      [{ item_id: itemId, content_index: 0, audio_end_ms: -1 }, "invalid_type", "audio_end_ms"],
+    ];
+    for (const [fields, code, param] of errors) {
+      p.send({ type: "conversation.item.truncate", ...fields });
+      const e = obj((await p.expect("error")).error);
+      assert.deepEqual([e.code, e.param], [code, param], JSON.stringify(fields));
+    }
+    p.send({
+      type: "conversation.item.truncate",
+      item_id: itemId,
+      content_index: 0,
+      audio_end_ms: 1500,
+    });
+    assert.equal(
+      obj((await p.expect("error")).error).message,
+      "Audio content of 1000ms is already shorter than 1500ms",
+    );
+    const userId = String(oa.connections[0]!.realtime!.items[0]!.id);
+    p.send({
+      type: "conversation.item.truncate",
+      item_id: userId,
+      content_index: 0,
+      audio_end_ms: 10,
+    });
+    assert.equal(obj((await p.expect("error")).error).code, "invalid_value");
+
+    p.send({
+      type: "conversation.item.truncate",
+      item_id: itemId,
+      content_index: 0,
+      audio_end_ms: 500,
+    });
+    const truncated = await p.expect("conversation.item.truncated");
+    assertShape(truncated, "conversation.item.truncated", {
+      item_id: "string",
+      content_index: "integer",
+      audio_end_ms: "integer",
+    });
+    assert.deepEqual([truncated.item_id, truncated.content_index, truncated.audio_end_ms], [
+      itemId,
+      0,
+      500,
+    ]);
+    const kept = obj((oa.connections[0]!.realtime!.items[1]!.content as Json[])[0]);
+    const heard = String(kept.transcript);
+    assert.ok(heard.length > 0 && heard.length < full.length && full.startsWith(heard), heard);
+    // The next response reads the cut audio: 500 ms at 1 token per 100 ms, no longer cached.
+    p.send({ type: "response.create", response: { output_modalities: ["text"] } });
+    const next = await p.until("response.done");
+    const details = obj(obj(obj(next.at(-1)!.response).usage).input_token_details);
+    assert.equal(details.audio_tokens, 10 + 5);
+    assert.equal(obj(details.cached_tokens_details).audio_tokens, 10);
+  });
+});
+
+Deno.test("realtime output_audio_buffer.clear is refused over a WebSocket, as OpenAI does", async () => {
+  await withStandIn(async (_oa, open) => {
+    const p = await open();
+    p.send({ type: "output_audio_buffer.clear", event_id: "evt_clear" });
+    const e = await p.expect("error");
+    assert.deepEqual(obj(e.error), {
+      type: "invalid_request_error",
+      code: "invalid_value",
+      message:
+        "Invalid value: output_audio_buffer.clear is only supported for WebRTC and SIP connections.",
+      param: "type",
+      event_id: "evt_clear",
+    });
   });
 });
