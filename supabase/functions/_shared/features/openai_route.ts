@@ -10,6 +10,7 @@ import type { Telemetry } from "../telemetry/log.ts";
 import { closeNoticesFeature } from "./close_notices.ts";
 import type { RouteFeature } from "./feature.ts";
 import { meteringFeature } from "./metering.ts";
+import { resumeFeature } from "./resume.ts";
 import { sessionPolicyFeature } from "./session_policy.ts";
 import { usageTelemetryFeature } from "./usage_telemetry.ts";
 
@@ -39,6 +40,18 @@ export function openAIRouteFeatures(settings: Settings, deps: FeatureDeps): Rout
     features.push(meteringFeature(settings, { ...deps, database: deps.database }));
   } else {
     features.push(usageTelemetryFeature(deps.telemetry));
+  }
+  // Last: every other feature has seen an upstream message before resume hides a replay's
+  // answer, and resume sends the policy's pin again after a restored configuration.
+  if (settings.resume && deps.database) {
+    features.push(resumeFeature({
+      ttlS: settings.resumeTtlS,
+      pinned: settings.sessionPolicy?.session ?? null,
+      replayTimeoutMs: settings.upstreamTimeoutMs,
+      telemetry: deps.telemetry,
+      now: deps.now,
+      database: deps.database,
+    }));
   }
   return features;
 }
