@@ -270,6 +270,8 @@ export function meteringFeature(settings: Settings, deps: MeteringDeps): RouteFe
       found = await ledger.admit({ user, conn, maxSessions: cap }, of);
     } catch (error) {
       leases.delete(conn);
+      // Why the 503 (or the fail-open admission): never the URL, never a password.
+      telemetry.error("metering.unavailable", { conn, error: messageOf(error) });
       if (!settings.meteringFailOpen || !(error instanceof DatabaseError)) {
         return refusal("metering_unavailable");
       }
