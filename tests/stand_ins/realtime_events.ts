@@ -13,6 +13,7 @@ import {
   Track,
   TRANSCRIPT_MARKER,
 } from "./realtime_audio.ts";
+import { type Reply, replyFor } from "./realtime_reply.ts";
 import {
   applySessionUpdate,
   type ConfigError,
@@ -33,6 +34,7 @@ import {
 } from "./realtime_usage.ts";
 
 export type { ResponseConfig } from "./realtime_session.ts";
+export type { Reply } from "./realtime_reply.ts";
 
 type Json = Record<string, unknown>;
 
@@ -270,6 +272,8 @@ const WORDS = /\S+\s*/g;
 
 /** Milliseconds of audio per streamed `response.output_audio.delta`. */
 export const CHUNK_MS = 100;
+/** Characters of function arguments per `response.function_call_arguments.delta`. */
+const ARGUMENT_CHUNK = 8;
 /** How long the tone "says" each word when there is no user audio to play back. */
 export const SPOKEN_MS_PER_WORD = 200;
 
@@ -373,6 +377,8 @@ export class RealtimeConversation {
         return events(this.#itemCreate(msg, clientEventId));
       case "conversation.item.delete":
         return events(this.#itemDelete(msg, clientEventId));
+      case "conversation.item.retrieve":
+        return events(this.#itemRetrieve(msg, clientEventId));
       case "conversation.item.truncate":
         return events(this.#truncate(msg, clientEventId));
       case "output_audio_buffer.clear":
@@ -539,18 +545,176 @@ export class RealtimeConversation {
         }),
       ];
     }
-    const previous = this.#lastItemId();
-    const item: Json = {
-      id: typeof given.id === "string" ? given.id : openaiId("item"),
-      object: "realtime.item",
-      ...given,
-      status: "completed",
-    };
-    this.#entries.push({ item, audio: new Map(), rev: 0 });
+    const built = this.#buildItem(given, "item");
+    if ("error" in built) return [configError(built.error, clientEventId)];
+    const { entry } = built;
+    if (this.#entries.some((e) => e.item.id === entry.item.id)) {
+      return [
+        errorEvent(
+          "item_create_duplicate_item_id",
+          `Item with id '${String(entry.item.id)}' already exists in the conversation.`,
+          { param: "item.id", clientEventId },
+        ),
+      ];
+    }
+    // previous_item_id: after that item ("root": first); without it, at the end.
+    let at = this.#entries.length;
+    const after = msg.previous_item_id;
+    if (after === "root") at = 0;
+    else if (after !== undefined && after !== null) {
+      const i = this.#entries.findIndex((e) => e.item.id === after);
+      if (i < 0) {
+        return [
+          errorEvent("invalid_value", `Previous item not found: ${String(after)}`, {
+            param: "previous_item_id",
+            clientEventId,
+          }),
+        ];
+      }
+      at = i + 1;
+    }
+    this.#entries.splice(at, 0, entry);
+    const previous = at > 0 ? String(this.#entries[at - 1]!.item.id) : null;
     return [
-      serverEvent("conversation.item.added", { previous_item_id: previous, item }),
-      serverEvent("conversation.item.done", { previous_item_id: previous, item }),
+      serverEvent("conversation.item.added", {
+        previous_item_id: previous,
+        item: clone(entry.item),
+      }),
+      serverEvent("conversation.item.done", {
+        previous_item_id: previous,
+        item: clone(entry.item),
+      }),
     ];
+  }
+
+  /**
+   * A client's item as the conversation holds it, checked as OpenAI checks
+   * it: messages (user `input_text`, `input_audio`, `input_image`; system
+   * `input_text`; assistant `output_text`: GA cannot create assistant audio),
+   * `function_call` and `function_call_output`. Audio bytes leave the item
+   * for the entry's tracks; events never carry them.
+   */
+  #buildItem(given: Json, prefix: string): { entry: Entry } | { error: ConfigError } {
+    const missing = (field: string): { error: ConfigError } => ({
+      error: {
+        code: "missing_required_parameter",
+        message: `Missing required parameter: '${prefix}.${field}'.`,
+        param: `${prefix}.${field}`,
+      },
+    });
+    const invalid = (field: string, value: unknown, allowed: string[]): { error: ConfigError } => ({
+      error: {
+        code: "invalid_value",
+        message: `Invalid value: '${String(value)}'. Supported values are: ${
+          allowed.map((a) => `'${a}'`).join(", ")
+        }.`,
+        param: `${prefix}.${field}`,
+      },
+    });
+    if (given.type === undefined) return missing("type");
+    const id = typeof given.id === "string" ? given.id : openaiId("item");
+    const item: Json = { id, type: given.type, object: "realtime.item", status: "completed" };
+    const entry: Entry = { item, audio: new Map(), rev: 0 };
+    switch (given.type) {
+      case "message": {
+        const roles: Record<string, string[]> = {
+          user: ["input_text", "input_audio", "input_image"],
+          system: ["input_text"],
+          assistant: ["output_text"],
+        };
+        const allowed = roles[String(given.role)];
+        if (given.role === undefined) return missing("role");
+        if (!allowed) return invalid("role", given.role, Object.keys(roles));
+        if (!Array.isArray(given.content)) return missing("content");
+        item.role = given.role;
+        const content: Json[] = [];
+        for (const [i, part] of given.content.entries()) {
+          const where = `content[${i}]`;
+          if (!isObject(part)) return missing(`${where}.type`);
+          if (!allowed.includes(String(part.type))) {
+            return invalid(`${where}.type`, part.type, allowed);
+          }
+          if (part.type === "input_audio") {
+            let audio: Uint8Array = new Uint8Array(0);
+            if (typeof part.audio === "string") {
+              try {
+                audio = decodeBase64(part.audio);
+              } catch {
+                return {
+                  error: {
+                    code: "invalid_value",
+                    message: "Invalid 'audio'. Expected base64.",
+                    param: `${prefix}.${where}.audio`,
+                  },
+                };
+              }
+            }
+            const transcript = typeof part.transcript === "string" ? part.transcript : null;
+            content.push({ type: "input_audio", transcript });
+            entry.audio.set(i, new Track(audio));
+            if (transcript === null && audio.byteLength > 0) {
+              entry.heard = this.#transcriptOf(audio);
+            }
+          } else if (part.type === "input_image") {
+            if (typeof part.image_url !== "string") return missing(`${where}.image_url`);
+            content.push({
+              type: "input_image",
+              image_url: part.image_url,
+              detail: part.detail ?? "auto",
+            });
+          } else {
+            if (typeof part.text !== "string") return missing(`${where}.text`);
+            content.push({ type: part.type, text: part.text });
+          }
+        }
+        item.content = content;
+        break;
+      }
+      case "function_call":
+        if (typeof given.name !== "string") return missing("name");
+        if (typeof given.arguments !== "string") return missing("arguments");
+        item.call_id = typeof given.call_id === "string" ? given.call_id : openaiId("call", 16);
+        item.name = given.name;
+        item.arguments = given.arguments;
+        break;
+      case "function_call_output":
+        if (typeof given.call_id !== "string") return missing("call_id");
+        if (typeof given.output !== "string") return missing("output");
+        item.call_id = given.call_id;
+        item.output = given.output;
+        break;
+      default:
+        return invalid("type", given.type, ["message", "function_call", "function_call_output"]);
+    }
+    return { entry };
+  }
+
+  /** The item with `id` as `conversation.item.retrieved` shows it: audio parts carry their audio. */
+  retrieve(id: string): Json | undefined {
+    const entry = this.#entries.find((e) => e.item.id === id);
+    if (!entry) return undefined;
+    const item = clone(entry.item);
+    if (Array.isArray(item.content)) {
+      item.content = (item.content as Json[]).map((part, i) => {
+        const track = entry.audio.get(i);
+        return track ? { ...part, audio: encodeBase64(track.bytes()) } : part;
+      });
+    }
+    return item;
+  }
+
+  #itemRetrieve(msg: Json, clientEventId: string | null): Json[] {
+    const item = typeof msg.item_id === "string" ? this.retrieve(msg.item_id) : undefined;
+    if (!item) {
+      return [
+        errorEvent(
+          "item_retrieve_invalid_item_id",
+          `Item with item_id not found: ${String(msg.item_id)}`,
+          { param: "item_id", clientEventId },
+        ),
+      ];
+    }
+    return [serverEvent("conversation.item.retrieved", { item })];
   }
 
   #itemDelete(msg: Json, clientEventId: string | null): Json[] {
@@ -662,41 +826,34 @@ export class RealtimeConversation {
         }
         out.push(found);
       } else {
-        out.push({
-          item: { id: given.id ?? openaiId("item"), ...given },
-          audio: new Map(),
-          rev: 0,
-        });
+        const built = this.#buildItem(given, `response.input[${i}]`);
+        if ("error" in built) return built.error;
+        out.push(built.entry);
       }
     }
     return out;
   }
 
-  /**
-   * What the next `response.create` without overrides would say: the
-   * assistant's deterministic answer to the conversation.
-   */
-  replyText(): string {
+  /** What the next `response.create` without overrides would do, from the conversation. */
+  nextReply(): Reply {
     const { config } = resolveResponse(this.session, undefined, false) as {
       config: ResponseConfig;
     };
     return this.#reply(config, this.#entries);
   }
 
-  /**
-   * The answer to `context` under `config`: it says what it received, after
-   * the instructions in brackets when they are not the session's defaults.
-   */
-  #reply(config: ResponseConfig, context: readonly Entry[]): string {
-    const lastUser = context.findLast((e) => e.item.type === "message" && e.item.role === "user");
-    let answer = "Hello from the stand-in.";
-    if (lastUser) {
-      const text = textOf(lastUser.item) ?? lastUser.heard;
-      const bytes = [...lastUser.audio.values()].reduce((n, t) => n + t.byteLength, 0);
-      if (text !== undefined) answer = `You said: ${text}`;
-      else if (bytes > 0) answer = `I heard ${bytes} bytes of audio.`;
-    }
-    return instructionsPrefix(config.instructions, this.defaultInstructions) + answer;
+  /** The text the next `response.create` without overrides would say ("" for a function call). */
+  replyText(): string {
+    const reply = this.nextReply();
+    return reply.kind === "text" ? reply.text : "";
+  }
+
+  #reply(config: ResponseConfig, context: readonly Entry[]): Reply {
+    return replyFor(
+      context.map((e) => ({ item: e.item, heard: e.heard })),
+      config,
+      this.defaultInstructions,
+    );
   }
 
   #respond(msg: Json, clientEventId: string | null): Answer {
@@ -726,7 +883,12 @@ export class RealtimeConversation {
     const prompt = this.#prompt(config, context);
     const previousPrompt = this.#lastPrompt;
     this.#lastPrompt = prompt;
-    run.start(this.#message(run, context, prompt, previousPrompt));
+    const reply = this.#reply(config, context);
+    run.start(
+      reply.kind === "text"
+        ? this.#message(run, reply.text, context, prompt, previousPrompt)
+        : this.#functionCall(run, reply, prompt, previousPrompt),
+    );
     this.#active.add(run);
     return { events: [], runs: [run] };
   }
@@ -753,6 +915,7 @@ export class RealtimeConversation {
   /** An assistant message answering `context`, as a stream of GA events. */
   *#message(
     run: ResponseRun,
+    text: string,
     context: readonly Entry[],
     prompt: PromptSegment[],
     previousPrompt: PromptSegment[] | undefined,
@@ -760,7 +923,6 @@ export class RealtimeConversation {
     const { config, id: responseId } = run.record;
     const audio = config.output_modalities[0] === "audio";
     const conversation = config.conversation === "auto";
-    const text = this.#reply(config, context);
     const words = text.match(WORDS) ?? [text];
     const max = config.max_output_tokens === "inf" ? Infinity : config.max_output_tokens;
     const itemId = openaiId("item");
@@ -910,6 +1072,108 @@ export class RealtimeConversation {
     });
   }
 
+  /** A function call the reply asked for, as a stream of GA events. */
+  *#functionCall(
+    run: ResponseRun,
+    call: { name: string; arguments: string },
+    prompt: PromptSegment[],
+    previousPrompt: PromptSegment[] | undefined,
+  ): Generator<Step, void> {
+    const { config, id: responseId } = run.record;
+    const conversation = config.conversation === "auto";
+    const max = config.max_output_tokens === "inf" ? Infinity : config.max_output_tokens;
+    const itemId = openaiId("item");
+    const callId = openaiId("call", 16);
+    const item: Json = {
+      id: itemId,
+      type: "function_call",
+      status: "in_progress",
+      name: call.name,
+      call_id: callId,
+      arguments: "",
+      object: "realtime.item",
+    };
+    const entry: Entry = { item, audio: new Map(), rev: 0 };
+    const previous = this.#lastItemId();
+    if (conversation) this.#entries.push(entry);
+    const base = {
+      object: "realtime.response",
+      id: responseId,
+      conversation_id: conversation ? this.conversationId : null,
+      output_modalities: [...config.output_modalities],
+      max_output_tokens: config.max_output_tokens,
+      audio: { output: { format: { type: "audio/pcm", rate: 24000 }, voice: config.voice } },
+      metadata: config.metadata,
+    };
+    const at = { response_id: responseId, item_id: itemId, output_index: 0, call_id: callId };
+    const step = (type: string, fields: Json): Step => ({
+      event: serverEvent(type, fields),
+      audioMs: 0,
+    });
+    yield step("response.created", {
+      response: { ...base, status: "in_progress", status_details: null, output: [], usage: null },
+    });
+    yield step("response.output_item.added", {
+      response_id: responseId,
+      output_index: 0,
+      item: clone(item),
+    });
+    if (conversation) {
+      yield step("conversation.item.added", { previous_item_id: previous, item: clone(item) });
+    }
+    // The name is generated first: it counts before any argument does.
+    const nameTokens = textTokens(call.name);
+    let args = "";
+    let cut = nameTokens > max;
+    for (let i = 0; i < call.arguments.length && !cut; i += ARGUMENT_CHUNK) {
+      if (run.stopped) break;
+      const delta = call.arguments.slice(i, i + ARGUMENT_CHUNK);
+      if (nameTokens + textTokens(args + delta) > max) {
+        cut = true;
+        break;
+      }
+      args += delta;
+      item.arguments = args;
+      yield step("response.function_call_arguments.delta", { ...at, delta });
+    }
+    yield step("response.function_call_arguments.done", {
+      ...at,
+      name: call.name,
+      arguments: args,
+    });
+    const status = run.stopped ? "cancelled" : cut ? "incomplete" : "completed";
+    item.status = status === "completed" ? "completed" : "incomplete";
+    entry.rev++;
+    const done = clone(item);
+    yield step("response.output_item.done", {
+      response_id: responseId,
+      output_index: 0,
+      item: done,
+    });
+    if (conversation) {
+      yield step("conversation.item.done", { previous_item_id: previous, item: done });
+    }
+    const usage = usageOf(prompt, previousPrompt, {
+      text: textTokens(call.name) + textTokens(args),
+      audio: 0,
+      image: 0,
+    });
+    Object.assign(run.record, { status, usage, output: [done] });
+    yield step("response.done", {
+      response: {
+        ...base,
+        status,
+        status_details: status === "completed"
+          ? null
+          : status === "cancelled"
+          ? { type: "cancelled", reason: run.stopped }
+          : { type: "incomplete", reason: "max_output_tokens" },
+        output: [done],
+        usage,
+      },
+    });
+  }
+
   /** The audio of the last user message in `context`, without a transcript marker. */
   #playback(context: readonly Entry[]): Uint8Array | undefined {
     const lastUser = context.findLast((e) => e.item.type === "message" && e.item.role === "user");
@@ -957,23 +1221,4 @@ function events(list: Json[]): Answer {
 
 function configError(e: ConfigError, clientEventId: string | null): Json {
   return errorEvent(e.code, e.message, { param: e.param, clientEventId });
-}
-
-/** `[<instructions>] ` when they differ from the defaults, so tests can see what took effect. */
-export function instructionsPrefix(instructions: string, defaults: string): string {
-  if (instructions === defaults) return "";
-  const shown = [...instructions].length > 60
-    ? `${[...instructions].slice(0, 59).join("")}…`
-    : instructions;
-  return `[${shown}] `;
-}
-
-function textOf(item: Json): string | undefined {
-  const content = item.content;
-  if (!Array.isArray(content)) return undefined;
-  const texts = content.filter(isObject).map((c) =>
-    typeof c.text === "string" ? c.text : typeof c.transcript === "string" ? c.transcript : ""
-  );
-  const joined = texts.join("");
-  return joined.length > 0 ? joined : undefined;
 }

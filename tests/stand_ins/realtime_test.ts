@@ -11,6 +11,7 @@ import { TestClient } from "../helpers/ws_client.ts";
 import { type Behaviour, type OpenAIStandIn, startOpenAIStandIn } from "./openai.ts";
 import { concatBytes, decodeBase64, encodeBase64, withTranscript } from "./realtime_audio.ts";
 import { CHUNK_MS, defaultSession, SPOKEN_MS_PER_WORD } from "./realtime_events.ts";
+import { type ContextItem, replyFor } from "./realtime_reply.ts";
 import { applySessionUpdate, resolveResponse } from "./realtime_session.ts";
 import {
   audioBytes,
@@ -521,7 +522,7 @@ Deno.test("realtime response.create: instructions, modalities, voice, metadata a
     p.send({ type: "response.create", response: { output_modalities: ["text"] } });
     const plain = await p.until("response.done");
     const text = String(plain.find((e) => e.type === "response.output_text.done")?.text);
-    assert.ok(text.startsWith("You said: hello"), text);
+    assert.ok(text.startsWith('You said: "hello".'), text);
     assert.equal(conv.lastResponse?.voice, "alloy");
 
     // The voice is locked once audio went out, as OpenAI does.
@@ -605,7 +606,7 @@ Deno.test("realtime response.create conversation none: out of band, nothing adde
     assert.equal(response.conversation_id, null);
     assert.deepEqual(response.metadata, { kind: "summary" });
     const text = String(events.find((e) => e.type === "response.output_text.done")?.text);
-    assert.equal(text, "You said: out of band");
+    assert.equal(text, 'You said: "out of band".');
     assert.deepEqual(conv.items, before);
     // The same response in band lands in the conversation.
     p.send({ type: "response.create", response: { output_modalities: ["text"] } });
@@ -687,7 +688,7 @@ Deno.test("realtime transcription: gpt-4o-transcribe deltas and completed with t
     p.send({ type: "response.create", response: { output_modalities: ["text"] } });
     const reply = await p.until("response.done");
     const text = String(reply.find((e) => e.type === "response.output_text.done")?.text);
-    assert.ok(text.startsWith("You said: hello there world"), text);
+    assert.ok(text.startsWith('You said: "hello there world".'), text);
   });
 });
 
@@ -724,12 +725,12 @@ Deno.test("realtime transcripts: a marker in the audio, the stand-in's queue, el
       return String(events.find((e) => e.type === "response.output_text.done")?.text);
     };
     assert.ok((await say(withTranscript("marked words", pcm(300)))).startsWith(
-      "You said: marked words",
+      'You said: "marked words".',
     ));
     oa.transcripts.push("from the queue");
-    assert.ok((await say(pcm(300))).startsWith("You said: from the queue"));
+    assert.ok((await say(pcm(300))).startsWith('You said: "from the queue".'));
     assert.equal(oa.transcripts.length, 0);
-    assert.ok((await say(pcm(250))).startsWith("You said: 250 ms of audio"));
+    assert.ok((await say(pcm(250))).startsWith('You said: "250 ms of audio".'));
     const first = oa.connections[0]!.realtime!.items[0]!;
     assert.deepEqual(first.content, [{ type: "input_audio", transcript: null }]);
     // Under 100 ms cannot be committed, as OpenAI says.
@@ -987,5 +988,362 @@ Deno.test("realtime output_audio_buffer.clear is refused over a WebSocket, as Op
       param: "type",
       event_id: "evt_clear",
     });
+  });
+});
+
+// ---- conversation state, function calls, replies from the context ---------------------
+
+function user(text: string): ContextItem {
+  return { item: { type: "message", role: "user", content: [{ type: "input_text", text }] } };
+}
+
+function assistant(text: string): ContextItem {
+  return { item: { type: "message", role: "assistant", content: [{ type: "output_text", text }] } };
+}
+
+Deno.test("replyFor answers from the context: last and first user text, earlier items, function calls", () => {
+  const lookup = [{ type: "function", name: "lookup" }, { type: "function", name: "book" }];
+  const plain = { instructions: "default", tools: [], tool_choice: "auto" };
+  const withTools = { ...plain, tools: lookup };
+  const call = (name: string, args = "{}") => ({ kind: "function_call", name, arguments: args });
+  const text = (t: string) => ({ kind: "text", text: t });
+  const heardAudio: ContextItem = {
+    item: { type: "message", role: "user", content: [{ type: "input_audio", transcript: null }] },
+    heard: "300 ms of audio",
+  };
+  const output: ContextItem = {
+    item: { type: "function_call_output", call_id: "call_1", output: "Sunny, 20 C" },
+  };
+  const calledLookup: ContextItem = {
+    item: { type: "function_call", call_id: "call_1", name: "lookup", arguments: "{}" },
+  };
+  const cases: [string, ContextItem[], Parameters<typeof replyFor>[1], unknown][] = [
+    ["fresh", [user("hi")], plain, text('You said: "hi".')],
+    ["nothing said", [], plain, text("Hello from the stand-in.")],
+    [
+      "assistant only",
+      [assistant("a")],
+      plain,
+      text("Hello from the stand-in. I remember 1 earlier item."),
+    ],
+    [
+      "restored",
+      [user("my name is Ada"), assistant("ok"), user("what is my name?")],
+      plain,
+      text(
+        'You said: "what is my name?". I remember 2 earlier items; the first thing you said was: "my name is Ada".',
+      ),
+    ],
+    [
+      "audio heard",
+      [heardAudio, user("again")],
+      plain,
+      text(
+        'You said: "again". I remember 1 earlier item; the first thing you said was: "300 ms of audio".',
+      ),
+    ],
+    [
+      "instructions shown",
+      [user("hi")],
+      { ...plain, instructions: "Be brief." },
+      text('[Be brief.] You said: "hi".'),
+    ],
+    ["call by name", [user("please call lookup now")], withTools, call("lookup")],
+    [
+      "call with arguments",
+      [user('call book with {"day": "friday"}')],
+      withTools,
+      call("book", '{"day":"friday"}'),
+    ],
+    ["no such tool", [user("call dance")], withTools, text('You said: "call dance".')],
+    [
+      "tools off",
+      [user("call lookup")],
+      { ...withTools, tool_choice: "none" },
+      text('You said: "call lookup".'),
+    ],
+    [
+      "forced",
+      [user("hi")],
+      { ...withTools, tool_choice: { type: "function", name: "book" } },
+      call("book"),
+    ],
+    ["required", [user("hi")], { ...withTools, tool_choice: "required" }, call("lookup")],
+    ["not offered", [user("call lookup")], plain, text('You said: "call lookup".')],
+    [
+      "after the output",
+      [user("call lookup"), calledLookup, output],
+      withTools,
+      text("The lookup function returned: Sunny, 20 C"),
+    ],
+  ];
+  for (const [name, context, config, want] of cases) {
+    assert.deepEqual(replyFor(context, config, "default"), want, name);
+  }
+});
+
+Deno.test("realtime conversation state: items in order with previous_item_id, retrieve with audio, delete, refusals", async () => {
+  await withStandIn(async (oa, open) => {
+    const p = await open();
+    const conv = oa.connections[0]!.realtime!;
+    const create = async (item: Json, extra: Json = {}): Promise<Json> => {
+      p.send({ type: "conversation.item.create", item, ...extra });
+      const added = await p.expect("conversation.item.added");
+      const done = await p.expect("conversation.item.done");
+      for (const e of [added, done]) {
+        assertShape(e, String(e.type), { previous_item_id: "string|null", item: "object" });
+      }
+      assert.deepEqual(added.item, done.item);
+      return done;
+    };
+    const a = await create({
+      id: "item_a",
+      type: "message",
+      role: "user",
+      content: [{ type: "input_text", text: "first" }],
+    });
+    assert.equal(a.previous_item_id, null);
+    assert.deepEqual(a.item, {
+      id: "item_a",
+      type: "message",
+      object: "realtime.item",
+      status: "completed",
+      role: "user",
+      content: [{ type: "input_text", text: "first" }],
+    });
+    const voice = pcm(400, 5);
+    const b = await create({
+      type: "message",
+      role: "user",
+      content: [{ type: "input_audio", audio: encodeBase64(voice), transcript: "spoken words" }],
+    });
+    assert.equal(b.previous_item_id, "item_a");
+    // Events never carry audio bytes; retrieve does.
+    assert.deepEqual(obj(b.item).content, [{ type: "input_audio", transcript: "spoken words" }]);
+    const bId = String(obj(b.item).id);
+    await create({
+      id: "item_sys",
+      type: "message",
+      role: "system",
+      content: [{ type: "input_text", text: "be kind" }],
+    }, { previous_item_id: "root" });
+    const mid = await create({
+      id: "item_mid",
+      type: "message",
+      role: "assistant",
+      content: [{ type: "output_text", text: "noted" }],
+    }, { previous_item_id: "item_a" });
+    assert.equal(mid.previous_item_id, "item_a");
+    const call = await create({ type: "function_call", name: "lookup", arguments: "{}" });
+    const callId = String(obj(call.item).call_id);
+    assert.match(callId, /^call_/);
+    await create({ type: "function_call_output", call_id: callId, output: "42" });
+    assert.deepEqual(conv.items.map((i) => i.id ?? i.type), [
+      "item_sys",
+      "item_a",
+      "item_mid",
+      bId,
+      obj(call.item).id,
+      conv.items[5]!.id,
+    ]);
+
+    p.send({ type: "conversation.item.retrieve", item_id: bId });
+    const retrieved = await p.expect("conversation.item.retrieved");
+    assertShape(retrieved, "conversation.item.retrieved", { item: "object" });
+    const part = obj((obj(retrieved.item).content as Json[])[0]);
+    assert.deepEqual(decodeBase64(String(part.audio)), voice);
+    assert.equal(part.transcript, "spoken words");
+
+    const refusals: [Json, string, string][] = [
+      [
+        { type: "conversation.item.retrieve", item_id: "item_zz" },
+        "item_retrieve_invalid_item_id",
+        "item_id",
+      ],
+      [
+        { type: "conversation.item.delete", item_id: "item_zz" },
+        "item_delete_invalid_item_id",
+        "item_id",
+      ],
+      [
+        {
+          type: "conversation.item.create",
+          item: { id: "item_a", type: "message", role: "user", content: [] },
+        },
+        "item_create_duplicate_item_id",
+        "item.id",
+      ],
+      [
+        {
+          type: "conversation.item.create",
+          item: {
+            type: "message",
+            role: "assistant",
+            content: [{ type: "output_audio", transcript: "x" }],
+          },
+        },
+        "invalid_value",
+        "item.content[0].type",
+      ],
+      [
+        { type: "conversation.item.create", item: { type: "message", role: "robot", content: [] } },
+        "invalid_value",
+        "item.role",
+      ],
+      [
+        { type: "conversation.item.create", item: { type: "note" } },
+        "invalid_value",
+        "item.type",
+      ],
+      [
+        { type: "conversation.item.create", item: { type: "function_call_output", output: "x" } },
+        "missing_required_parameter",
+        "item.call_id",
+      ],
+      [
+        {
+          type: "conversation.item.create",
+          previous_item_id: "item_zz",
+          item: { type: "message", role: "user", content: [] },
+        },
+        "invalid_value",
+        "previous_item_id",
+      ],
+    ];
+    for (const [event, code, param] of refusals) {
+      p.send({ ...event, event_id: "evt_r" });
+      const e = obj((await p.expect("error")).error);
+      assert.deepEqual(
+        [e.code, e.param, e.event_id],
+        [code, param, "evt_r"],
+        JSON.stringify(event),
+      );
+    }
+    assert.equal(conv.items.length, 6, "refused events changed nothing");
+
+    p.send({ type: "conversation.item.delete", item_id: "item_mid" });
+    const deleted = await p.expect("conversation.item.deleted");
+    assertShape(deleted, "conversation.item.deleted", { item_id: "string" });
+    assert.equal(deleted.item_id, "item_mid");
+    assert.equal(conv.items.length, 5);
+    assert.deepEqual(conv.retrieve(bId)?.content, [
+      { type: "input_audio", transcript: "spoken words", audio: encodeBase64(voice) },
+    ]);
+  });
+});
+
+Deno.test("realtime function call round trip: arguments streamed, call item done, the output answered", async () => {
+  await withStandIn(async (oa, open) => {
+    const p = await open();
+    const tools = [{
+      type: "function",
+      name: "get_weather",
+      description: "Weather for a city",
+      parameters: { type: "object", properties: { city: { type: "string" } } },
+    }];
+    p.send({ type: "session.update", session: { type: "realtime", tools } });
+    await p.expect("session.updated");
+    await say(p, 'Please call get_weather with {"city": "Oslo"}');
+    p.send({ type: "response.create" });
+    const events = await p.until("response.done");
+    const types = events.map((e) => String(e.type));
+    assert.deepEqual(types.filter((t) => t !== "response.function_call_arguments.delta"), [
+      "response.created",
+      "response.output_item.added",
+      "conversation.item.added",
+      "response.function_call_arguments.done",
+      "response.output_item.done",
+      "conversation.item.done",
+      "response.done",
+    ]);
+    const deltas = events.filter((e) => e.type === "response.function_call_arguments.delta");
+    assert.ok(deltas.length > 1);
+    for (const d of deltas) {
+      assertShape(d, "response.function_call_arguments.delta", {
+        response_id: "string",
+        item_id: "string",
+        output_index: "integer",
+        call_id: "string",
+        delta: "string",
+      });
+    }
+    const args = '{"city":"Oslo"}';
+    assert.equal(deltas.map((d) => d.delta).join(""), args);
+    const argsDone = events.find((e) => e.type === "response.function_call_arguments.done")!;
+    assertShape(argsDone, "response.function_call_arguments.done", {
+      response_id: "string",
+      item_id: "string",
+      output_index: "integer",
+      call_id: "string",
+      name: "string",
+      arguments: "string",
+    });
+    assert.equal(argsDone.name, "get_weather");
+    assert.equal(argsDone.arguments, args);
+    const item = obj(events.find((e) => e.type === "response.output_item.done")!.item);
+    assert.deepEqual(
+      [item.type, item.status, item.name, item.call_id, item.arguments],
+      ["function_call", "completed", "get_weather", argsDone.call_id, args],
+    );
+    const response = obj(events.at(-1)!.response);
+    assert.deepEqual(response.output, [item]);
+    assert.deepEqual(obj(response.usage).output_token_details, {
+      text_tokens: textTokens("get_weather") + textTokens(args),
+      audio_tokens: 0,
+    });
+
+    p.send({
+      type: "conversation.item.create",
+      item: { type: "function_call_output", call_id: item.call_id, output: "Sunny, 20 C" },
+    });
+    await p.until("conversation.item.done");
+    p.send({ type: "response.create", response: { output_modalities: ["text"] } });
+    const answer = await p.until("response.done");
+    assert.equal(
+      answer.find((e) => e.type === "response.output_text.done")?.text,
+      "The get_weather function returned: Sunny, 20 C",
+    );
+    assert.deepEqual(
+      oa.connections[0]!.realtime!.items.map((i) => i.type),
+      ["message", "function_call", "function_call_output", "message"],
+    );
+  });
+});
+
+Deno.test("realtime replies tell a restored conversation from a fresh one", async () => {
+  await withStandIn(async (oa, open) => {
+    const history = [
+      { type: "message", role: "user", content: [{ type: "input_text", text: "I am Ada" }] },
+      { type: "message", role: "assistant", content: [{ type: "output_text", text: "Hello Ada" }] },
+      {
+        type: "message",
+        role: "user",
+        content: [{ type: "input_audio", transcript: "I like tea" }],
+      },
+    ];
+    const restored = await open();
+    for (const item of history) {
+      restored.send({ type: "conversation.item.create", item });
+      await restored.until("conversation.item.done");
+    }
+    const fresh = await open();
+    for (const p of [restored, fresh]) {
+      await say(p, "who am I?");
+      p.send({ type: "response.create", response: { output_modalities: ["text"] } });
+    }
+    const replyOf = async (p: Peer) =>
+      String(
+        (await p.until("response.done")).find((e) => e.type === "response.output_text.done")?.text,
+      );
+    assert.equal(
+      await replyOf(restored),
+      'You said: "who am I?". I remember 3 earlier items; the first thing you said was: "I am Ada".',
+    );
+    assert.equal(await replyOf(fresh), 'You said: "who am I?".');
+    // What the restored session received, as the stand-in holds it.
+    assert.deepEqual(
+      oa.connections[0]!.realtime!.items.slice(0, 3).map((i) => [i.role, i.content]),
+      history.map((i) => [i.role, i.content]),
+    );
   });
 });

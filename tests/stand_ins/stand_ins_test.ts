@@ -191,7 +191,11 @@ Deno.test("openai realtime: GA event sequence with usage, errors for bad input",
       "response.done",
     ]);
     assert.ok(types.filter((t) => t === "response.output_text.delta").length > 1);
-    assert.equal(text, "You said: ping pong");
+    // The answer comes from the context: the audio item before it was heard as its length.
+    assert.equal(
+      text,
+      'You said: "ping pong". I remember 1 earlier item; the first thing you said was: "100 ms of audio".',
+    );
     const response = done.response as Record<string, unknown>;
     assert.equal(response.status, "completed");
     const usage = response.usage as Record<string, unknown>;
