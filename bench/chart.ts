@@ -31,6 +31,7 @@ const LABELS: Record<string, string> = {
   node_ws: "Node ws relay",
   nginx: "nginx",
   relay: "this relay",
+  relay_policy: "this relay, policy on",
 };
 const COLORS: Record<string, string> = {
   direct: "#9aa5b1",
@@ -38,6 +39,7 @@ const COLORS: Record<string, string> = {
   node_ws: "#8fbf8f",
   nginx: "#d9a45b",
   relay: "#d6336c",
+  relay_policy: "#a61e4d",
 };
 
 function summary(values: number[]): TargetSummary {

@@ -37,6 +37,7 @@ const PORTS = {
   node: 18083,
   relay: 18084,
   auth: 18085,
+  relay_policy: 18090,
 };
 /**
  * The upstream listens on one port per relay, so that connections a relay
@@ -44,13 +45,44 @@ const PORTS = {
  * contender's: a handshake run leaves ~10,000 of them, and a `connect()` that
  * must search past them costs that contender CPU it did not cause.
  */
-const UPSTREAM_PORTS = { naive: 18086, node: 18087, nginx: 18088, relay: 18089 };
+const UPSTREAM_PORTS = {
+  naive: 18086,
+  node: 18087,
+  nginx: 18088,
+  relay: 18089,
+  relay_policy: 18091,
+};
 const upstreamFor = (relay: keyof typeof UPSTREAM_PORTS) =>
   `ws://127.0.0.1:${UPSTREAM_PORTS[relay]}`;
 
-type TargetName = "direct" | "naive_deno" | "node_ws" | "nginx" | "relay";
-const TARGETS: TargetName[] = (["direct", "naive_deno", "node_ws", "nginx", "relay"] as const)
-  .filter((t) => !TARGET_FILTER || TARGET_FILTER.includes(t));
+type TargetName = "direct" | "naive_deno" | "node_ws" | "nginx" | "relay" | "relay_policy";
+const TARGETS: TargetName[] = (
+  ["direct", "naive_deno", "node_ws", "nginx", "relay", "relay_policy"] as const
+).filter((t) => !TARGET_FILTER || TARGET_FILTER.includes(t));
+
+/**
+ * The relay again, with the README's example session policy on: every client
+ * message is read strictly and checked. Only the voice case runs it, where
+ * the per-message cost shows as CPU per session.
+ */
+const EXAMPLE_POLICY = JSON.stringify({
+  session: {
+    type: "realtime",
+    instructions: "You are the support assistant of Example Inc. Answer in one short sentence.",
+    tools: [],
+    tool_choice: "auto",
+    audio: { output: { voice: "marin" } },
+  },
+  locked: ["instructions", "tools", "tool_choice", "audio.output.voice", "prompt"],
+  max_output_tokens: 1024,
+});
+
+/** The targets a case runs: HS256 handshakes are the relay's alone; the policy runs in voice only. */
+function targetsFor(name: string): TargetName[] {
+  if (name === "handshake_hs256") return TARGETS.filter((t) => t === "relay");
+  if (name === "voice") return TARGETS;
+  return TARGETS.filter((t) => t !== "relay_policy");
+}
 
 /** Sizes per mode: full for the table, quick as CI's smoke check of the harness. */
 const SIZE = QUICK
@@ -102,7 +134,7 @@ for (let i = 0; i < USERS; i++) {
   );
 }
 
-function relayEnv(): Record<string, string> {
+function relayEnv(target: "relay" | "relay_policy"): Record<string, string> {
   return {
     PATH: Deno.env.get("PATH") ?? "",
     HOME: Deno.env.get("HOME") ?? "/tmp",
@@ -110,9 +142,10 @@ function relayEnv(): Record<string, string> {
     SUPABASE_URL: auth.url,
     SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
     OPENAI_API_KEY: "sk-bench-not-a-real-key",
-    OPENAI_REALTIME_URL: `${upstreamFor("relay")}/v1/realtime`,
-    PORT: String(PORTS.relay),
+    OPENAI_REALTIME_URL: `${upstreamFor(target)}/v1/realtime`,
+    PORT: String(PORTS[target]),
     ...RELAY_RAISED,
+    ...(target === "relay_policy" ? { RELAY_SESSION_POLICY: EXAMPLE_POLICY } : {}),
     // For experiments, e.g. BENCH_RELAY_ENV="RELAY_LOG_LEVEL=error": never in a published run.
     ...Object.fromEntries(
       denoFlags("BENCH_RELAY_ENV").map((pair) => pair.split("=", 2) as [string, string]),
@@ -127,6 +160,9 @@ function urlsFor(
   tokens = esTokens,
 ): string[] {
   const path = "/v1/realtime?model=gpt-realtime";
+  if (target === "relay_policy") {
+    return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${PORTS.relay_policy}/relay?jwt=${t}`);
+  }
   if (target !== "relay") {
     const port = {
       direct: PORTS.upstream,
@@ -188,6 +224,7 @@ async function startTarget(target: TargetName): Promise<Server> {
       );
     }
     case "relay":
+    case "relay_policy":
       return await startServer(
         target,
         [
@@ -197,7 +234,7 @@ async function startTarget(target: TargetName): Promise<Server> {
           ...RELAY_FLAGS,
           `${ROOT}supabase/functions/relay/index.ts`,
         ],
-        { port: PORTS.relay, core: SERVER_CORE, env: relayEnv(), cwd: ROOT },
+        { port: PORTS[target], core: SERVER_CORE, env: relayEnv(target), cwd: ROOT },
       );
   }
 }
@@ -525,7 +562,7 @@ try {
   for (const [name, def] of Object.entries(CASES)) {
     if (ONLY && !ONLY.includes(name)) continue;
     const runs: Record<string, Record<string, unknown>[]> = {};
-    const targets = name === "handshake_hs256" ? TARGETS.filter((t) => t === "relay") : TARGETS;
+    const targets = targetsFor(name);
     for (let rep = 0; rep < SIZE.reps; rep++) {
       // Targets interleave within each repetition, so drift on the machine hits
       // all alike, and the order rotates between repetitions, so that no target
@@ -648,7 +685,7 @@ if (QUICK) {
       { targets: Record<string, { median: number }> },
     ][]
   ) {
-    const want = name === "handshake_hs256" ? ["relay"] : TARGETS;
+    const want = targetsFor(name);
     for (const t of want) {
       if (!Number.isFinite(c.targets[t]?.median)) missing.push(`${name}/${t}`);
     }
