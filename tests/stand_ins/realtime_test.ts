@@ -1347,3 +1347,146 @@ Deno.test("realtime replies tell a restored conversation from a fresh one", asyn
     );
   });
 });
+
+// ---- GA shapes of a whole exchange ------------------------------------------------------
+
+const RESPONSE_FIELDS: Record<string, FieldType> = {
+  object: "string",
+  id: "string",
+  conversation_id: "string|null",
+  output_modalities: "array",
+  max_output_tokens: "integer|string",
+  audio: "object",
+  metadata: "object|null",
+  status: "string",
+  status_details: "object|null",
+  output: "array",
+  usage: "object|null",
+};
+
+Deno.test("realtime GA shapes: every event of a text and an audio exchange has its required fields", async () => {
+  await withStandIn(async (_oa, open) => {
+    const p = await open();
+    p.send({ type: "input_audio_buffer.append", audio: encodeBase64(pcm(200)) });
+    p.send({ type: "input_audio_buffer.clear" });
+    assertShape(await p.expect("input_audio_buffer.cleared"), "input_audio_buffer.cleared", {});
+    const userId = await say(p, "shape check");
+    const shapes: Record<string, Record<string, FieldType>> = {
+      "response.created": { response: "object" },
+      "response.output_item.added": {
+        response_id: "string",
+        output_index: "integer",
+        item: "object",
+      },
+      "conversation.item.added": { previous_item_id: "string|null", item: "object" },
+      "response.content_part.added": {
+        response_id: "string",
+        item_id: "string",
+        output_index: "integer",
+        content_index: "integer",
+        part: "object",
+      },
+      "response.output_text.delta": {
+        response_id: "string",
+        item_id: "string",
+        output_index: "integer",
+        content_index: "integer",
+        delta: "string",
+      },
+      "response.output_text.done": {
+        response_id: "string",
+        item_id: "string",
+        output_index: "integer",
+        content_index: "integer",
+        text: "string",
+      },
+      "response.output_audio_transcript.delta": {
+        response_id: "string",
+        item_id: "string",
+        output_index: "integer",
+        content_index: "integer",
+        delta: "string",
+      },
+      "response.content_part.done": {
+        response_id: "string",
+        item_id: "string",
+        output_index: "integer",
+        content_index: "integer",
+        part: "object",
+      },
+      "response.output_item.done": {
+        response_id: "string",
+        output_index: "integer",
+        item: "object",
+      },
+      "conversation.item.done": { previous_item_id: "string|null", item: "object" },
+      "response.done": { response: "object" },
+    };
+    let lastItem: unknown = userId;
+    for (const modality of ["text", "audio"]) {
+      p.send({ type: "response.create", response: { output_modalities: [modality] } });
+      const events = await p.until("response.done");
+      for (const e of events) {
+        const spec = shapes[String(e.type)];
+        if (spec) assertShape(e, String(e.type), spec);
+        if (e.type === "response.created" || e.type === "response.done") {
+          const r = obj(e.response);
+          for (const [k, t] of Object.entries(RESPONSE_FIELDS)) {
+            assert.ok(
+              t.split("|").includes(typeName(r[k])),
+              `${e.type}.response.${k}: ${typeName(r[k])}`,
+            );
+          }
+          assert.equal(r.object, "realtime.response");
+          assert.match(String(r.id), /^resp_/);
+        }
+        if (e.type === "conversation.item.added") {
+          // The answer follows the conversation's last item.
+          assert.equal(e.previous_item_id, lastItem);
+          lastItem = obj(e.item).id;
+        }
+      }
+      const created = obj(events[0]!.response);
+      assert.deepEqual([created.status, created.usage, created.output], ["in_progress", null, []]);
+      const done = obj(events.at(-1)!.response);
+      assert.equal(done.status, "completed");
+      assert.equal(done.status_details, null);
+      const usage = obj(done.usage);
+      for (const k of ["total_tokens", "input_tokens", "output_tokens"]) {
+        assert.equal(typeName(usage[k]), "integer", k);
+      }
+      for (const k of ["text_tokens", "audio_tokens", "image_tokens", "cached_tokens"]) {
+        assert.equal(typeName(obj(usage.input_token_details)[k]), "integer", k);
+      }
+      for (const k of ["text_tokens", "audio_tokens", "image_tokens"]) {
+        assert.equal(
+          typeName(obj(obj(usage.input_token_details).cached_tokens_details)[k]),
+          "integer",
+        );
+      }
+      for (const k of ["text_tokens", "audio_tokens"]) {
+        assert.equal(typeName(obj(usage.output_token_details)[k]), "integer", k);
+      }
+      const item = obj((done.output as Json[])[0]);
+      assert.deepEqual(
+        [item.type, item.role, item.status, item.object],
+        ["message", "assistant", "completed", "realtime.item"],
+      );
+      assert.match(String(item.id), /^item_/);
+      assert.ok(!JSON.stringify(done).includes('"audio":"'), "response.done omits audio bytes");
+    }
+  });
+});
+
+Deno.test("realtime eventDelayMs still spaces the events of an answer", async () => {
+  await withStandIn(async (oa, open) => {
+    oa.eventDelayMs = 40;
+    const p = await open();
+    await say(p, "slowly");
+    const t0 = performance.now();
+    p.send({ type: "response.create", response: { output_modalities: ["text"] } });
+    const events = await p.until("response.done");
+    const took = performance.now() - t0;
+    assert.ok(took >= 40 * (events.length - 1) * 0.9, `${events.length} events in ${took} ms`);
+  });
+});
