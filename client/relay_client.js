@@ -260,9 +260,11 @@ const CODE_WORDS = /** @type {Readonly<Record<number, string>>} */ ({
  * Whether a closed connection should be followed by another, and why, in a
  * word. A bare 1006 is decided by the close notice that came before it (a
  * browser on the edge runtime sees 1006 for every close the relay starts); a
- * real code is decided by itself. A connection that never opened was refused
- * (or the relay was unreachable: a browser cannot tell), which ends the first
- * connection and is one more failed attempt while reconnecting.
+ * real code is decided by itself (a code outside 1000-4999, such as the 0
+ * Deno reports for a lost connection, counts as 1006). A connection that
+ * never opened was refused (or the relay was unreachable: a browser cannot
+ * tell), which ends the first connection and is one more failed attempt while
+ * reconnecting.
  * @param {object} close
  * @param {boolean} close.opened Whether the socket opened.
  * @param {number} close.code The close event's code.
@@ -275,9 +277,10 @@ const CODE_WORDS = /** @type {Readonly<Record<number, string>>} */ ({
  */
 export function closeDecision({ opened, code, reason, notice = null, reconnecting = false }) {
   if (!opened) return { reconnect: reconnecting, why: "refused", code, reason };
-  let effectiveCode = code;
+  // Deno's WebSocket reports a connection lost without a close frame as 0, not 1006.
+  let effectiveCode = code >= 1000 && code <= 4999 ? code : 1006;
   let effectiveReason = reason;
-  if (code === 1006 && notice !== null) {
+  if (effectiveCode === 1006 && notice !== null) {
     effectiveCode = notice.closeCode;
     // A close forwarded from OpenAI carries OpenAI's reason as the message.
     effectiveReason = notice.code === "upstream_closed" ? notice.message : notice.code;

@@ -180,6 +180,24 @@ Deno.test("closeDecision: a bare 1006 (a browser on the edge runtime) is decided
   }
 });
 
+Deno.test("closeDecision: a code outside 1000-4999 (Deno reports 0 for a lost connection) is 1006", () => {
+  for (const code of [0, 1, 999, 5000, Number.NaN]) {
+    assert.deepEqual(closeDecision({ opened: true, code, reason: "" }), {
+      reconnect: true,
+      why: "connection_lost",
+      code: 1006,
+      reason: "",
+    });
+    const decided = closeDecision({
+      opened: true,
+      code,
+      reason: "",
+      notice: notice(1008, "rate_limited"),
+    });
+    assert.deepEqual([decided.reconnect, decided.why, decided.code], [false, "rate_limited", 1008]);
+  }
+});
+
 Deno.test("closeDecision: a real code wins over a notice; no notice and 1006 is a lost connection", () => {
   const stale = notice(1008, "rate_limited");
   assert.equal(
