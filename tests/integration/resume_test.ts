@@ -776,6 +776,30 @@ Deno.test({
       });
 
       await t.step(
+        "with metering on too, both features share the instance's one pool",
+        async () => {
+          await withRelays(world, { RELAY_METERING: "on" }, 1, async (relay) => {
+            const user = crypto.randomUUID();
+            const session = newSession();
+            const one = await connect(relay, user, session);
+            await waitFor(one, "session.created");
+            await say(one, "Metered and kept.");
+            await untilStored(pg, user, session, 2);
+            await one.close();
+            const two = await connect(relay, user, session);
+            assert.equal((await waitFor(two, "relay.session.resumed")).items, 2);
+            await say(two, "Still metered.");
+            await two.close();
+            await relay.relay.shutdown();
+            const rows = await pg.psql(
+              `select count(*) from relay.usage where user_id = '${user}'`,
+            );
+            assert.equal(rows.trim(), "2", "both responses metered, the replay cost nothing");
+          });
+        },
+      );
+
+      await t.step(
         "a connection while the database is down runs fresh and is kept once it is back",
         async () => {
           await withRelays(world, {}, 1, async (relay) => {

@@ -151,6 +151,27 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "sessionStore stores text holding U+0000 (as U+FFFD) instead of failing the batch",
+        async () => {
+          const key = { user: crypto.randomUUID(), session: sessionId() };
+          const conn = crypto.randomUUID();
+          const { generation } = await store.claim(key, conn, t0);
+          await store.write([
+            record(key, conn, generation, t0 + 1, {
+              kind: "item",
+              id: "nul\0id",
+              position: 1,
+              item: text("before\0after"),
+            }),
+          ]);
+          const state = await store.claim(key, crypto.randomUUID(), t0 + 2);
+          assert.deepEqual(state.items, [
+            { id: "nul\uFFFDid", position: 1, item: text("before\uFFFDafter") },
+          ]);
+        },
+      );
+
       await t.step("sessionStore keeps the same id of two users apart", async () => {
         const session = sessionId();
         const alice = { user: crypto.randomUUID(), session };

@@ -3,6 +3,7 @@ import {
   expiresAt,
   heartbeatPlan,
   isExpired,
+  withoutNul,
 } from "../../../supabase/functions/_shared/db/sessions.ts";
 
 Deno.test("expiresAt is the last activity plus the TTL, and isExpired is true from that instant", () => {
@@ -35,4 +36,17 @@ Deno.test("heartbeatPlan checks every 2 s at most and renews well inside the TTL
     // A live session is renewed (one check after renewAfterMs) before it could expire.
     assert.ok(plan.renewAfterMs + plan.everyMs < ttlS * 1000, `ttl ${ttlS} s stays alive`);
   }
+});
+
+Deno.test("withoutNul replaces U+0000 (which Postgres text and jsonb refuse) everywhere in a record", () => {
+  const table: [unknown, unknown][] = [
+    ["a\0b\0", "a\uFFFDb\uFFFD"],
+    ["plain", "plain"],
+    [{ "k\0": ["x\0", 1, null, true, { t: "\0" }] }, {
+      "k\uFFFD": ["x\uFFFD", 1, null, true, { t: "\uFFFD" }],
+    }],
+    [42, 42],
+    [null, null],
+  ];
+  for (const [input, expected] of table) assert.deepEqual(withoutNul(input), expected);
 });

@@ -151,6 +151,43 @@ Deno.test("planReplay sends config, the pin again, each restorable item in order
   assert.equal(plan.skipped, 2);
 });
 
+Deno.test("planReplay keeps the newest items within maxBytes and counts the older ones as skipped", () => {
+  const many: RestoredItem[] = Array.from({ length: 10 }, (_, i) => ({
+    id: `s${i}`,
+    position: i,
+    item: {
+      type: "message",
+      role: "user",
+      content: [{ type: "input_text", text: `${i}`.repeat(50) }],
+    },
+  }));
+  const all = planReplay({ config: null, items: many, pinned: null, newId: counter() });
+  const sizes = all.messages.slice(0, -1).map((m) => new TextEncoder().encode(m).byteLength);
+  // Room for exactly the last three.
+  const budget = sizes.slice(-3).reduce((a, b) => a + b, 0);
+  const table: [maxBytes: number, kept: string[]][] = [
+    [Infinity, many.map((m) => m.id)],
+    [budget, ["s7", "s8", "s9"]],
+    [budget - 1, ["s8", "s9"]],
+    [0, []],
+  ];
+  for (const [maxBytes, kept] of table) {
+    const plan = planReplay({
+      config: null,
+      items: many,
+      pinned: null,
+      newId: counter(),
+      maxBytes,
+    });
+    assert.deepEqual([...plan.replayed.keys()], kept, `maxBytes ${maxBytes}`);
+    assert.equal(plan.items, kept.length);
+    assert.equal(plan.skipped, 10 - kept.length);
+    assert.equal(plan.messages.length, kept.length + 1);
+    const texts = plan.messages.slice(0, -1).map((m) => JSON.parse(m).item.content[0].text[0]);
+    assert.deepEqual(texts, kept.map((id) => id.slice(1)), "in order");
+  }
+});
+
 Deno.test("planReplay without stored config sends no session.update (the policy's pin stands)", () => {
   const plan = planReplay({
     config: null,

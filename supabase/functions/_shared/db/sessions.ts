@@ -223,7 +223,7 @@ function ownerReport(rows: readonly OwnerRow[]): OwnerReport {
 
 /** A record as relay.write_sessions reads it (see the migration). */
 function recordJson(record: SessionRecord): postgres.JSONValue {
-  return {
+  return withoutNul({
     kind: record.kind,
     user_id: record.user,
     session_id: record.session,
@@ -234,7 +234,25 @@ function recordJson(record: SessionRecord): postgres.JSONValue {
     position: "position" in record ? record.position : null,
     item: "item" in record ? json(record.item) : null,
     config: "config" in record ? json(record.config) : null,
-  };
+  }) as postgres.JSONValue;
+}
+
+/**
+ * `value` with every U+0000 in its strings replaced by U+FFFD: Postgres
+ * text and jsonb cannot hold it, and one such record (a client may send any
+ * text) would fail its batch on every retry and hold up every write behind it.
+ */
+export function withoutNul(value: unknown): unknown {
+  if (typeof value === "string") {
+    return value.includes("\0") ? value.replaceAll("\0", "\uFFFD") : value;
+  }
+  if (Array.isArray(value)) return value.map(withoutNul);
+  if (typeof value === "object" && value !== null) {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [withoutNul(k) as string, withoutNul(v)]),
+    );
+  }
+  return value;
 }
 
 /** A value as postgres.js's JSON helper types it (plain JSON data, which ours is). */

@@ -48,6 +48,7 @@ export function openAIRouteFeatures(settings: Settings, deps: FeatureDeps): Rout
       ttlS: settings.resumeTtlS,
       pinned: settings.sessionPolicy?.session ?? null,
       replayTimeoutMs: settings.upstreamTimeoutMs,
+      maxReplayBytes: Math.floor(settings.maxBufferedBytes / 2),
       telemetry: deps.telemetry,
       now: deps.now,
       database: deps.database,

@@ -45,6 +45,11 @@ export interface ResumeOptions {
   readonly pinned: Readonly<Record<string, unknown>> | null;
   /** How long a replay may wait for OpenAI's answers before the client is let through anyway. */
   readonly replayTimeoutMs: number;
+  /**
+   * The most item bytes a replay sends (the newest items are kept): well
+   * under `RELAY_MAX_BUFFERED_BYTES`, which a replay must not overrun.
+   */
+  readonly maxReplayBytes: number;
   readonly telemetry: Telemetry;
   /** Milliseconds since the epoch. */
   readonly now: () => number;
@@ -129,6 +134,7 @@ export function resumeFeature(options: ResumeOptions): RouteFeature {
     now,
     pinned: options.pinned,
     replayTimeoutMs: options.replayTimeoutMs,
+    maxReplayBytes: options.maxReplayBytes,
     begin: (connection) => {
       // Same instance: the older connection learns at once.
       const older = bySession.get(connection.key);
@@ -172,6 +178,7 @@ interface Shared {
   readonly now: () => number;
   readonly pinned: Readonly<Record<string, unknown>> | null;
   readonly replayTimeoutMs: number;
+  readonly maxReplayBytes: number;
   begin(connection: ResumeConnection): void;
   finish(connection: ResumeConnection): void;
 }
@@ -320,6 +327,7 @@ class ResumeConnection {
       items: state.items,
       pinned: this.#shared.pinned,
       newId: relayEventId,
+      maxBytes: this.#shared.maxReplayBytes,
     });
     this.#plan = plan;
     this.#watch = new ReplayWatch(plan);
@@ -366,17 +374,27 @@ class ResumeConnection {
     if (this.#phase !== "replaying") return;
     clearTimeout(this.#replayTimer);
     this.#phase = "live";
-    const { items, skipped } = this.#watch!.counts;
+    const watch = this.#watch!;
+    const { items, skipped } = watch.counts;
     const link = this.#link!;
     link.sendToClient(resumedEvent(this.session, items, skipped));
+    const fields = { conn: this.conn, user: this.user };
     this.#shared.telemetry.info("session.resumed", {
-      conn: this.conn,
-      user: this.user,
+      ...fields,
       session: this.session,
       items,
       skipped,
       ms: this.#shared.now() - this.#startedAt,
     });
+    // What OpenAI refused of the replay (the client never sees those errors): worth a look.
+    if (watch.configFailed || watch.failed.size > 0 || !watch.finished) {
+      this.#shared.telemetry.info("session.restore_incomplete", {
+        ...fields,
+        config_refused: watch.configFailed,
+        items_refused: watch.failed.size,
+        timed_out: !watch.finished,
+      });
+    }
     link.releaseClient();
   }
 

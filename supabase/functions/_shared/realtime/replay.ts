@@ -8,6 +8,8 @@ import { isRestorable, partText, type RestoredItem, type StoredItem } from "./co
 
 type Json = Record<string, unknown>;
 
+const encoder = new TextEncoder();
+
 /** What to send a new session, and how to recognise its answers. */
 export interface ReplayPlan {
   /** Client events to send upstream, in order (each a JSON text). */
@@ -38,6 +40,13 @@ export interface ReplayInput {
   readonly pinned: Readonly<Json> | null;
   /** A fresh id (`relay_<unique>`, at most 32 characters, OpenAI's limit for item ids). */
   readonly newId: () => string;
+  /**
+   * The most item bytes (UTF-8) to replay: the oldest items past it are left
+   * out (and counted as skipped), newest kept, so a long conversation cannot
+   * overrun the connection's buffer. OpenAI's context holds far less anyway.
+   * @default Infinity
+   */
+  readonly maxBytes?: number;
 }
 
 /**
@@ -60,6 +69,7 @@ export function planReplay(input: ReplayInput): ReplayPlan {
       messages.push(JSON.stringify({ type: "session.update", event_id: eventId, session }));
     }
   }
+  const creates: { stored: string; id: string; eventId: string; message: string }[] = [];
   for (const stored of input.items) {
     if (!isRestorable(stored.item)) {
       skipped++;
@@ -67,13 +77,27 @@ export function planReplay(input: ReplayInput): ReplayPlan {
     }
     const id = input.newId();
     const eventId = input.newId();
-    replayed.set(stored.id, id);
-    itemEvents.set(eventId, stored.id);
-    messages.push(JSON.stringify({
+    const message = JSON.stringify({
       type: "conversation.item.create",
       event_id: eventId,
       item: replayItem(stored.item, id),
-    }));
+    });
+    creates.push({ stored: stored.id, id, eventId, message });
+  }
+  // Newest first until the budget is spent: a conversation's end matters most.
+  let budget = input.maxBytes ?? Infinity;
+  let first = creates.length;
+  while (first > 0) {
+    const bytes = encoder.encode(creates[first - 1]!.message).byteLength;
+    if (bytes > budget) break;
+    budget -= bytes;
+    first--;
+  }
+  skipped += first;
+  for (const create of creates.slice(first)) {
+    replayed.set(create.stored, create.id);
+    itemEvents.set(create.eventId, create.stored);
+    messages.push(create.message);
   }
   const sentinel = input.newId();
   messages.push(JSON.stringify({ type: "input_audio_buffer.clear", event_id: sentinel }));
