@@ -31,10 +31,11 @@ export type Behaviour =
   /** Every message comes back byte-identical with the same frame type (default). */
   | { kind: "echo" }
   /**
-   * Speaks the GA Realtime events (see realtime_events.ts). `pace` overrides
-   * the stand-in's {@linkcode OpenAIStandIn.pace} for these connections.
+   * Speaks the GA Realtime events (see realtime_events.ts). `pace` and `vad`
+   * override the stand-in's {@linkcode OpenAIStandIn.pace} and
+   * {@linkcode OpenAIStandIn.vad} for these connections.
    */
-  | { kind: "realtime"; pace?: Pace }
+  | { kind: "realtime"; pace?: Pace; vad?: boolean }
   /** Answers the upgrade with this HTTP status (default 503) and a JSON error body. */
   | { kind: "refuse"; status?: number }
   /** Accepts TCP, reads the request, never answers. */
@@ -128,6 +129,14 @@ export interface OpenAIStandIn {
   /** How `realtime` responses stream (default `instant`); a behaviour's `pace` wins. */
   pace: Pace;
   /**
+   * Whether `server_vad` turn detection acts on appended audio (default
+   * false: the client commits). On: speech on energy starts a turn
+   * (`input_audio_buffer.speech_started`, interrupting an answer being spoken),
+   * silence ends it (`speech_stopped`, a commit, a response). A behaviour's
+   * `vad` wins.
+   */
+  vad: boolean;
+  /**
    * Transcripts for audio committed on any `realtime` connection, first come
    * first served (default empty: "<N> ms of audio"). A connection's own
    * `realtime.nextTranscripts` and a `#transcript:` marker in the audio come
@@ -187,6 +196,7 @@ class StandIn implements OpenAIStandIn {
   handshakeDelayMs = 0;
   eventDelayMs = 0;
   pace: Pace = "instant";
+  vad = false;
   readonly transcripts: string[] = [];
   readonly connections: ConnectionRecord[] = [];
   readonly #authFailure: "in-band" | "http";
@@ -455,6 +465,7 @@ class StandIn implements OpenAIStandIn {
       case "realtime": {
         const conv = new RealtimeConversation(model ?? "gpt-realtime", {
           takeTranscript: () => this.transcripts.shift(),
+          vad: behaviour.vad ?? this.vad,
         });
         record.realtime = conv;
         await peer.sendJson(conv.created());

@@ -172,6 +172,12 @@ const CLIENT_EVENTS = [
 export interface ConversationOptions {
   /** A transcript for committed audio, when the connection's own queue is empty. */
   takeTranscript?: () => string | undefined;
+  /**
+   * Whether `server_vad` turn detection (the session default) acts on the
+   * audio appended (default false: appending stays silent, the client
+   * commits, as tests that append arbitrary bytes expect).
+   */
+  vad?: boolean;
 }
 
 /** A server event a response run yields; `audioMs` is the audio it carries (0 for none). */
@@ -272,6 +278,8 @@ const WORDS = /\S+\s*/g;
 
 /** Milliseconds of audio per streamed `response.output_audio.delta`. */
 export const CHUNK_MS = 100;
+/** Milliseconds of audio per server VAD decision. */
+const VAD_FRAME_MS = 20;
 /** Characters of function arguments per `response.function_call_arguments.delta`. */
 const ARGUMENT_CHUNK = 8;
 /** How long the tone "says" each word when there is no user audio to play back. */
@@ -297,6 +305,13 @@ export class RealtimeConversation {
   #spoke = false;
   readonly #active = new Set<ResponseRun>();
   readonly #takeTranscript: () => string | undefined;
+  readonly #vadOn: boolean;
+  /** Milliseconds of audio appended over the session (VAD's clock). */
+  #vadMs = 0;
+  /** Bytes short of a whole VAD frame, kept for the next append. */
+  #vadRest: Uint8Array = new Uint8Array(0);
+  /** The turn the VAD is hearing, if any. */
+  #turn: { itemId: string; quietMs: number } | undefined;
   /**
    * Transcripts for the next committed audio buffers of this connection, in
    * order (a test sets them); each commit takes the first. Without one, a
@@ -309,6 +324,7 @@ export class RealtimeConversation {
     this.session = defaultSession(model);
     this.defaultInstructions = String(this.session.instructions);
     this.#takeTranscript = opts.takeTranscript ?? (() => undefined);
+    this.#vadOn = opts.vad ?? false;
   }
 
   /** The conversation's items in order, as `conversation.item.done` shows them (no audio bytes). */
@@ -366,12 +382,15 @@ export class RealtimeConversation {
       case "session.update":
         return events(this.#sessionUpdate(msg, clientEventId));
       case "input_audio_buffer.append":
-        return events(this.#append(msg, clientEventId));
+        return this.#append(msg, clientEventId);
       case "input_audio_buffer.commit":
+        // A manual commit ends any turn the VAD was tracking.
+        this.#turn = undefined;
         return events(this.#commit(clientEventId));
       case "input_audio_buffer.clear":
         this.audioBufferBytes = 0;
         this.#buffer = [];
+        this.#turn = undefined;
         return only(serverEvent("input_audio_buffer.cleared"));
       case "conversation.item.create":
         return events(this.#itemCreate(msg, clientEventId));
@@ -426,35 +445,93 @@ export class RealtimeConversation {
     return [serverEvent("session.updated", { session: this.session })];
   }
 
-  #append(msg: Json, clientEventId: string | null): Json[] {
+  #append(msg: Json, clientEventId: string | null): Answer {
     if (typeof msg.audio !== "string") {
-      return [
-        errorEvent(
-          "missing_required_parameter",
-          "Missing required parameter: 'audio'.",
-          { param: "audio", clientEventId },
-        ),
-      ];
+      return only(errorEvent(
+        "missing_required_parameter",
+        "Missing required parameter: 'audio'.",
+        { param: "audio", clientEventId },
+      ));
     }
     let audio: Uint8Array;
     try {
       audio = decodeBase64(msg.audio);
     } catch {
-      return [
-        errorEvent("invalid_value", "Invalid 'audio'. Expected base64.", {
-          param: "audio",
-          clientEventId,
-        }),
-      ];
+      return only(errorEvent("invalid_value", "Invalid 'audio'. Expected base64.", {
+        param: "audio",
+        clientEventId,
+      }));
     }
-    // Appending is silent in the real API (no server VAD events here).
+    // Appending is silent in the real API, unless server VAD hears a turn.
     this.#buffer.push(audio);
     this.audioBufferBytes += audio.byteLength;
     this.audioBytesTotal += audio.byteLength;
-    return [];
+    return this.#vad(audio);
   }
 
-  #commit(clientEventId: string | null): Json[] {
+  /**
+   * Server VAD on energy (opt-in, see {@linkcode ConversationOptions.vad}):
+   * 20 ms frames louder than `threshold` x 0.04 RMS are speech. Speech starts
+   * a turn (`speech_started`, and an interruption of the answer in progress
+   * when `interrupt_response`); `silence_duration_ms` of quiet ends it
+   * (`speech_stopped`, a commit, and a response when `create_response`).
+   */
+  #vad(audio: Uint8Array): Answer {
+    const input = isObject(this.session.audio) && isObject(this.session.audio.input)
+      ? this.session.audio.input
+      : {};
+    const td = isObject(input.turn_detection) ? input.turn_detection : undefined;
+    if (!this.#vadOn || td?.type !== "server_vad") {
+      this.#vadMs += audioMs(audio.byteLength);
+      return { events: [], runs: [] };
+    }
+    const num = (v: unknown, d: number) => typeof v === "number" ? v : d;
+    const level = num(td.threshold, 0.5) * 0.04;
+    const padding = num(td.prefix_padding_ms, 300);
+    const silence = num(td.silence_duration_ms, 500);
+    const out: Answer = { events: [], runs: [] };
+    const bytes = concatBytes([this.#vadRest, audio]);
+    const frame = audioBytes(VAD_FRAME_MS);
+    let at = 0;
+    for (; at + frame <= bytes.byteLength; at += frame) {
+      const start = this.#vadMs;
+      this.#vadMs += VAD_FRAME_MS;
+      const speech = rms(bytes.subarray(at, at + frame)) >= level;
+      if (!this.#turn) {
+        if (!speech) continue;
+        this.#turn = { itemId: openaiId("item"), quietMs: 0 };
+        out.events.push(serverEvent("input_audio_buffer.speech_started", {
+          audio_start_ms: Math.max(0, Math.round(start - padding)),
+          item_id: this.#turn.itemId,
+        }));
+        if (td.interrupt_response !== false) {
+          for (const run of this.#active) if (run.inConversation) run.cancel("turn_detected");
+        }
+        continue;
+      }
+      this.#turn.quietMs = speech ? 0 : this.#turn.quietMs + VAD_FRAME_MS;
+      if (this.#turn.quietMs < silence) continue;
+      const { itemId } = this.#turn;
+      this.#turn = undefined;
+      out.events.push(
+        serverEvent("input_audio_buffer.speech_stopped", {
+          audio_end_ms: Math.round(this.#vadMs),
+          item_id: itemId,
+        }),
+        ...this.#commit(null, itemId),
+      );
+      const busy = [...this.#active].some((r) => r.inConversation && !r.stopped);
+      if (td.create_response !== false && !busy) {
+        const answer = this.#respond({ type: "response.create" }, null);
+        out.events.push(...answer.events);
+        out.runs.push(...answer.runs);
+      }
+    }
+    this.#vadRest = bytes.slice(at);
+    return out;
+  }
+
+  #commit(clientEventId: string | null, itemId = openaiId("item")): Json[] {
     const ms = audioMs(this.audioBufferBytes);
     if (ms < 100) {
       return [
@@ -469,7 +546,7 @@ export class RealtimeConversation {
     }
     const previous = this.#lastItemId();
     const item: Json = {
-      id: openaiId("item"),
+      id: itemId,
       type: "message",
       object: "realtime.item",
       status: "completed",
@@ -1209,6 +1286,18 @@ function stripMarker(audio: Uint8Array): Uint8Array {
   if (end < 0) return audio;
   const start = end + 1;
   return audio.subarray(start + (start % 2));
+}
+
+/** Root mean square of PCM16 little-endian samples, 0..1. */
+function rms(frame: Uint8Array): number {
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  let sum = 0;
+  const n = Math.floor(frame.byteLength / 2);
+  for (let i = 0; i < n; i++) {
+    const v = view.getInt16(i * 2, true) / 32768;
+    sum += v * v;
+  }
+  return n === 0 ? 0 : Math.sqrt(sum / n);
 }
 
 function only(event: Json): Answer {

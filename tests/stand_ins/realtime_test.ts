@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { TestClient } from "../helpers/ws_client.ts";
 import { type Behaviour, type OpenAIStandIn, startOpenAIStandIn } from "./openai.ts";
-import { concatBytes, decodeBase64, encodeBase64, withTranscript } from "./realtime_audio.ts";
+import { concatBytes, decodeBase64, encodeBase64, tone, withTranscript } from "./realtime_audio.ts";
 import { CHUNK_MS, defaultSession, SPOKEN_MS_PER_WORD } from "./realtime_events.ts";
 import { type ContextItem, replyFor } from "./realtime_reply.ts";
 import { applySessionUpdate, resolveResponse } from "./realtime_session.ts";
@@ -1488,5 +1488,74 @@ Deno.test("realtime eventDelayMs still spaces the events of an answer", async ()
     const events = await p.until("response.done");
     const took = performance.now() - t0;
     assert.ok(took >= 40 * (events.length - 1) * 0.9, `${events.length} events in ${took} ms`);
+  });
+});
+
+// ---- server VAD (opt-in) -------------------------------------------------------------------
+
+Deno.test("realtime server VAD: speech starts a turn, silence ends it with a commit and a response", async () => {
+  await withStandIn(async (_oa, open) => {
+    const p = await open();
+    const turn = concatBytes([tone(300), new Uint8Array(audioBytes(400))]);
+    p.send({ type: "input_audio_buffer.append", audio: encodeBase64(turn.subarray(0, 9600)) });
+    p.send({ type: "input_audio_buffer.append", audio: encodeBase64(turn.subarray(9600)) });
+    const started = await p.expect("input_audio_buffer.speech_started");
+    assertShape(started, "input_audio_buffer.speech_started", {
+      audio_start_ms: "integer",
+      item_id: "string",
+    });
+    assert.equal(started.audio_start_ms, 0); // 0 ms less the 300 ms prefix padding, floored at 0
+    const stopped = await p.expect("input_audio_buffer.speech_stopped");
+    assertShape(stopped, "input_audio_buffer.speech_stopped", {
+      audio_end_ms: "integer",
+      item_id: "string",
+    });
+    // 300 ms of speech, then the session's 200 ms silence_duration_ms.
+    assert.equal(stopped.audio_end_ms, 500);
+    assert.equal(stopped.item_id, started.item_id);
+    const committed = await p.expect("input_audio_buffer.committed");
+    assert.equal(committed.item_id, started.item_id);
+    await p.expect("conversation.item.added");
+    await p.expect("conversation.item.done");
+    const response = await p.until("response.done");
+    assert.equal(response[0]!.type, "response.created");
+    assert.deepEqual(spokenAudio(response), turn, "the turn is played back");
+
+    // The VAD's clock counts all audio of the session: the next turn starts at 1700 ms.
+    p.send({
+      type: "input_audio_buffer.append",
+      audio: encodeBase64(concatBytes([new Uint8Array(audioBytes(1000)), tone(200)])),
+    });
+    const next = await p.expect("input_audio_buffer.speech_started");
+    assert.equal(next.audio_start_ms, 1700 - 300);
+  }, { kind: "realtime", vad: true });
+});
+
+Deno.test("realtime server VAD interrupts an answer being spoken: cancelled, reason turn_detected", async () => {
+  await withStandIn(async (_oa, open) => {
+    const p = await open();
+    p.send({
+      type: "input_audio_buffer.append",
+      audio: encodeBase64(concatBytes([tone(1500), new Uint8Array(audioBytes(300))])),
+    });
+    await p.until("response.output_audio.delta");
+    p.send({ type: "input_audio_buffer.append", audio: encodeBase64(tone(100)) });
+    const rest = await p.until("response.done");
+    assert.ok(rest.some((e) => e.type === "input_audio_buffer.speech_started"));
+    const response = obj(rest.at(-1)!.response);
+    assert.equal(response.status, "cancelled");
+    assert.deepEqual(response.status_details, { type: "cancelled", reason: "turn_detected" });
+  }, { kind: "realtime", vad: true, pace: "realtime" });
+});
+
+Deno.test("realtime without vad: appending speech stays silent until the client commits", async () => {
+  await withStandIn(async (_oa, open) => {
+    const p = await open();
+    p.send({
+      type: "input_audio_buffer.append",
+      audio: encodeBase64(concatBytes([tone(300), new Uint8Array(audioBytes(600))])),
+    });
+    p.send({ type: "input_audio_buffer.commit" });
+    assert.equal((await p.next()).type, "input_audio_buffer.committed");
   });
 });
