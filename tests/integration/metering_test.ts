@@ -6,6 +6,7 @@
  * database going away.
  */
 import assert from "node:assert/strict";
+import { connectDatabase } from "../../supabase/functions/_shared/db/client.ts";
 import { BUILT_IN_PRICES } from "../../supabase/functions/_shared/metering/prices.ts";
 import { priceResponse } from "../../supabase/functions/_shared/metering/cost.ts";
 import { retryAfterSeconds } from "../../supabase/functions/_shared/metering/budget.ts";
@@ -23,6 +24,7 @@ import { type RelayUnderTest, type StartOptions, startRelay } from "../helpers/r
 import { TestClient, until } from "../helpers/ws_client.ts";
 import { startAuthStandIn } from "../stand_ins/auth.ts";
 import { startOpenAIStandIn } from "../stand_ins/openai.ts";
+import { recordFigure } from "../reliability/support.ts";
 
 const skip = postgresUnavailable();
 if (skip) console.warn(`metering tests skipped: ${skip}`);
@@ -227,6 +229,72 @@ Deno.test({
             const total = rows.reduce((sum, row) => sum + row.cost_micros, 0);
             assert.equal((await spendOf(pg, user)).day, total, "the rollup counted each once");
           }, shared);
+        },
+      );
+
+      await t.step(
+        "metering costs one round trip per connection and one per response",
+        async () => {
+          const statements: string[] = [];
+          const database = connectDatabase(pg.url, {
+            onStatement: (statement) => statements.push(statement),
+          });
+          const user = crypto.randomUUID();
+          const responses = 4;
+          const since = new Date().toISOString();
+          try {
+            await withMeteredRelay(pg, { RELAY_BUDGET_USD: "100" }, async (relay) => {
+              // Let the start-up write (the recorded defaults) go by first.
+              await untilAsync(
+                async () =>
+                  (await pg.psql(
+                    `select count(*) from relay.defaults where updated_at >= '${since}'`,
+                  ))
+                    .trim() === "1",
+                5000,
+                "defaults",
+              );
+              const before = statements.length;
+              const client = await connect(relay, user);
+              const admitted = statements.length - before;
+              for (let i = 0; i < responses; i++) {
+                await say(client, `turn ${i}`);
+                await untilAsync(
+                  async () => (await usageRows(pg, user)).length === i + 1,
+                  5000,
+                  "row",
+                );
+              }
+              await client.close();
+              await until(() => relay.relay.connections() === 0, 6000, "closed");
+              const during = statements.slice(before);
+              const count = (pattern: RegExp) => during.filter((s) => pattern.test(s)).length;
+              const writes = count(/insert into relay\.usage/);
+              const refreshes = count(/relay\.refresh/);
+              assert.equal(admitted, 1, "one round trip to admit");
+              assert.equal(count(/relay\.admit/), 1);
+              assert.equal(writes, responses, "one write per response (written as they came)");
+              assert.equal(
+                during.length,
+                1 + writes + refreshes,
+                `nothing else: ${during.join(" | ").slice(0, 500)}`,
+              );
+              recordFigure({
+                area: "Metering",
+                tried: `one connection, ${responses} responses, metering with a budget`,
+                counts: {
+                  "round trips to admit": admitted,
+                  "round trips per response": writes / responses,
+                  "refreshes (one per RELAY_BUDGET_REFRESH_S per instance)": refreshes,
+                },
+                held:
+                  "admission is one statement; each response's usage row and spend rollup one statement; no database work per message",
+                command: "deno test -A tests/integration/metering_test.ts",
+              });
+            }, { ...shared, deps: { database } });
+          } finally {
+            await database.close();
+          }
         },
       );
     } finally {

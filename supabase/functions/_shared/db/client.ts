@@ -67,6 +67,9 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Dat
       ...(onStatement ? { debug: (_: number, statement: string) => onStatement(statement) } : {}),
       // Supabase's transaction pooler (port 6543) cannot keep prepared statements.
       prepare: false,
+      // No array or custom types are sent or read (lists go as JSON or array
+      // literals), so each new connection skips the pg_type round trip.
+      fetch_types: false,
       idle_timeout: 30,
       connect_timeout: 5,
       max_lifetime: 60 * 30,

@@ -276,7 +276,8 @@ export function meteringFeature(settings: Settings, deps: MeteringDeps): RouteFe
         return refusal("metering_unavailable");
       }
       // Fail open: admitted on what this instance knows; usage is written later.
-      return admitted(live);
+      const known = budgetVerdict(book.spent(user), book.limit(user), now(), period);
+      return known.ok ? admitted(live) : budgetRefusal(known.retryAfterS);
     }
     book.observe(user, found.spentMicros, of.periodStartMs, found.limitMicros);
     const verdict = budgetVerdict(book.spent(user), book.limit(user), now(), period);
