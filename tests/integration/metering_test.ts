@@ -8,7 +8,10 @@
 import assert from "node:assert/strict";
 import { connectDatabase } from "../../supabase/functions/_shared/db/client.ts";
 import { BUILT_IN_PRICES } from "../../supabase/functions/_shared/metering/prices.ts";
-import { priceResponse } from "../../supabase/functions/_shared/metering/cost.ts";
+import {
+  priceResponse,
+  priceTranscription,
+} from "../../supabase/functions/_shared/metering/cost.ts";
 import { retryAfterSeconds } from "../../supabase/functions/_shared/metering/budget.ts";
 import {
   liveLeases,
@@ -104,12 +107,64 @@ Deno.test({
             assert.ok(expected > 0, "the stand-in's usage costs something");
             assert.equal(row.cost_micros, expected);
           }
+          // The stand-in reports the earlier turn as cached, as OpenAI does: priced as cached.
+          const cached = (usageOf(second).input_token_details as { cached_tokens: number })
+            .cached_tokens;
+          assert.ok(cached > 0, "the second response has cached input");
           const total = rows[0]!.cost_micros + rows[1]!.cost_micros;
           assert.deepEqual(await spendOf(pg, user), { day: total, month: total });
           const lines = relay.events("usage");
           assert.equal(lines.length, 2);
           assert.deepEqual(lines.map((line) => line.cost_micros), rows.map((r) => r.cost_micros));
           assert.equal(lines[0]!.user, user);
+        }, shared);
+      });
+
+      await t.step("metering records input transcriptions priced with their model", async () => {
+        const user = crypto.randomUUID();
+        await withMeteredRelay(pg, {}, async (relay) => {
+          const client = await connect(relay, user);
+          const completed = () =>
+            client.events().filter((event) =>
+              event.type === "conversation.item.input_audio_transcription.completed"
+            );
+          const transcribe = async (model: string) => {
+            client.socket.send(JSON.stringify({
+              type: "session.update",
+              session: { type: "realtime", audio: { input: { transcription: { model } } } },
+            }));
+            // 200 ms of 24 kHz PCM16 silence, committed as one user turn.
+            const audio = btoa(String.fromCharCode(...new Uint8Array(9600)));
+            client.socket.send(JSON.stringify({ type: "input_audio_buffer.append", audio }));
+            const before = completed().length;
+            client.socket.send(JSON.stringify({ type: "input_audio_buffer.commit" }));
+            await until(() => completed().length > before, 5000, `${model} transcription`);
+            return completed()[before]!;
+          };
+          const events = [await transcribe("gpt-4o-transcribe"), await transcribe("whisper-1")];
+          await client.close();
+          await relay.relay.shutdown();
+          const rows = await usageRows(pg, user);
+          assert.equal(rows.length, 2);
+          for (const [i, model] of ["gpt-4o-transcribe", "whisper-1"].entries()) {
+            const event = events[i]! as unknown as {
+              item_id: string;
+              usage: Record<string, unknown>;
+            };
+            const row = rows.find((r) => r.event_id === event.item_id)!;
+            assert.ok(row, `a row for the transcribed item (${model})`);
+            assert.equal(row.model, model);
+            assert.deepEqual(row.details, event.usage);
+            const expected = priceTranscription(
+              event.usage,
+              model,
+              "gpt-realtime",
+              BUILT_IN_PRICES,
+            );
+            assert.ok(expected.priced && expected.costMicros > 0, model);
+            assert.equal(row.cost_micros, expected.costMicros);
+          }
+          assert.equal(rows.find((r) => r.model === "whisper-1")!.details.type, "duration");
         }, shared);
       });
 
