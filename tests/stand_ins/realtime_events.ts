@@ -218,6 +218,7 @@ export class ResponseRun {
   /** Set by `cancel()`; the generator reads it between deltas. */
   stopped: StopReason | undefined;
   #steps: Generator<Step, void> | undefined;
+  #first: IteratorResult<Step, void> | undefined;
   #finished = false;
   readonly #onEnd: (run: ResponseRun) => void;
   readonly #stop = new AbortController();
@@ -228,9 +229,14 @@ export class ResponseRun {
     this.#onEnd = onEnd;
   }
 
-  /** Attaches the generator (it needs the run to read `stopped`). */
+  /**
+   * Attaches the generator (it needs the run to read `stopped`) and runs it
+   * to its first event, so the response takes its place in the conversation
+   * when it is created, not when a paced stream gets to it.
+   */
   start(steps: Generator<Step, void>): void {
     this.#steps = steps;
+    this.#first = steps.next();
   }
 
   /** Whether every event has been pulled. */
@@ -246,7 +252,8 @@ export class ResponseRun {
   /** The next event, or `undefined` once `response.done` has been pulled. */
   next(): Step | undefined {
     if (this.#finished || !this.#steps) return undefined;
-    const r = this.#steps.next();
+    const r = this.#first ?? this.#steps.next();
+    this.#first = undefined;
     if (r.done) {
       this.#finished = true;
       this.#onEnd(this);

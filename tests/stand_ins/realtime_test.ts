@@ -901,6 +901,37 @@ Deno.test("realtime out-of-band responses may run beside one in the conversation
   }, { kind: "realtime", pace: "realtime" });
 });
 
+Deno.test("realtime pace: a response takes its place in the conversation when created, not when streamed", async () => {
+  await withStandIn(async (oa, open) => {
+    // Answers before the response are still going out (40 ms apart) when the next item arrives.
+    oa.eventDelayMs = 40;
+    const p = await open();
+    const item = (text: string) => ({
+      type: "conversation.item.create",
+      item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
+    });
+    p.send(item("before"));
+    p.send({ type: "response.create", response: { output_modalities: ["text"] } });
+    p.send(item("meanwhile"));
+    const events = [...await p.until("response.done")];
+    while (events.filter((e) => e.type === "conversation.item.done").length < 3) {
+      events.push(...await p.until("conversation.item.done"));
+    }
+    const answer = events.find((e) =>
+      e.type === "conversation.item.added" && obj(e.item).role === "assistant"
+    )!;
+    const meanwhile = events.find((e) =>
+      e.type === "conversation.item.done" &&
+      JSON.stringify(obj(e.item).content).includes("meanwhile")
+    )!;
+    assert.equal(meanwhile.previous_item_id, obj(answer.item).id);
+    assert.deepEqual(
+      oa.connections[0]!.realtime!.items.map((i) => i.role),
+      ["user", "assistant", "user"],
+    );
+  });
+});
+
 Deno.test("realtime conversation.item.truncate: cuts the kept audio and transcript to what was played", async () => {
   await withStandIn(async (oa, open) => {
     const p = await open();
