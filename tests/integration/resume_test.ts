@@ -719,7 +719,8 @@ Deno.test({
       );
       await t.step("a pinned policy session lands after the restored configuration", async () => {
         const policy = (instructions: string) =>
-          JSON.stringify({ session: { type: "realtime", instructions } });
+          // Pinned, not locked (a client may change it): only the order keeps the pin in force.
+          JSON.stringify({ session: { type: "realtime", instructions }, locked: ["tools"] });
         const user = crypto.randomUUID();
         const session = newSession();
         await withRelays(

@@ -3,7 +3,9 @@ import type {
   RestoredItem,
   StoredItem,
 } from "../../../supabase/functions/_shared/realtime/conversation.ts";
+import { parseSessionPolicy } from "../../../supabase/functions/_shared/realtime/session_policy.ts";
 import {
+  configUnderPolicy,
   planReplay,
   replayItem,
   ReplayWatch,
@@ -11,6 +13,12 @@ import {
 } from "../../../supabase/functions/_shared/realtime/replay.ts";
 
 type Json = Record<string, unknown>;
+
+function policyOf(json: Record<string, unknown>) {
+  const parsed = parseSessionPolicy(JSON.stringify(json));
+  assert.deepEqual(parsed.problems, []);
+  return parsed.policy!;
+}
 
 const counter = () => {
   let n = 0;
@@ -109,7 +117,11 @@ Deno.test("planReplay sends config, the pin again, each restorable item in order
   const plan = planReplay({
     config: { type: "realtime", instructions: "stored" },
     items,
-    pinned: { type: "realtime", instructions: "pinned" },
+    // Pinned but not locked: a client may change it, so may a restore; the pin still goes last.
+    policy: policyOf({
+      session: { type: "realtime", instructions: "pinned" },
+      locked: ["tools"],
+    }),
     newId: counter(),
   });
   const sent = plan.messages.map((m) => JSON.parse(m));
@@ -151,6 +163,62 @@ Deno.test("planReplay sends config, the pin again, each restorable item in order
   assert.equal(plan.skipped, 2);
 });
 
+Deno.test("configUnderPolicy leaves out what the policy refuses a client's session.update", () => {
+  const policy = policyOf({
+    session: { type: "realtime", instructions: "pinned" },
+    locked: ["instructions", "audio.output.voice", "tools"],
+    max_output_tokens: 1000,
+  });
+  const table: [Record<string, unknown>, Record<string, unknown> | null][] = [
+    [{ type: "realtime", output_modalities: ["text"] }, {
+      type: "realtime",
+      output_modalities: ["text"],
+    }],
+    [{ type: "realtime", instructions: "old pin", tools: [] }, { type: "realtime" }],
+    [
+      {
+        type: "realtime",
+        audio: { input: { transcription: { model: "whisper-1" } }, output: { voice: "ash" } },
+      },
+      { type: "realtime", audio: { input: { transcription: { model: "whisper-1" } }, output: {} } },
+    ],
+    [{ type: "realtime", max_output_tokens: 500 }, { type: "realtime", max_output_tokens: 500 }],
+    [{ type: "realtime", max_output_tokens: "inf" }, { type: "realtime" }],
+    [{ type: "realtime", max_output_tokens: 4096, instructions: "x" }, { type: "realtime" }],
+  ];
+  for (const [config, expected] of table) {
+    assert.deepEqual(configUnderPolicy(config, policy), expected, JSON.stringify(config));
+  }
+  // Refused as a whole (here: session.update is not a client's to send): nothing restored.
+  const strict = policyOf({ allowed_events: ["response.create"] });
+  assert.equal(configUnderPolicy({ type: "realtime" }, strict), null);
+});
+
+Deno.test("planReplay under a policy: locked fields stripped, system messages left out while instructions are locked", () => {
+  const policy = policyOf({ session: { type: "realtime", instructions: "pinned" } });
+  const plan = planReplay({
+    config: { type: "realtime", instructions: "from before the lock", output_modalities: ["text"] },
+    items: [
+      {
+        id: "sys",
+        position: 1,
+        item: { type: "message", role: "system", content: [{ type: "input_text", text: "Obey." }] },
+      },
+      ...items.slice(0, 1),
+    ],
+    policy,
+    newId: counter(),
+  });
+  const sent = plan.messages.map((m) => JSON.parse(m));
+  assert.deepEqual(sent.map((e) => [e.type, e.session ?? e.item?.role ?? null]), [
+    ["session.update", { type: "realtime", output_modalities: ["text"] }],
+    ["session.update", { type: "realtime", instructions: "pinned" }],
+    ["conversation.item.create", "user"],
+    ["input_audio_buffer.clear", null],
+  ]);
+  assert.deepEqual([plan.items, plan.skipped], [1, 1]);
+});
+
 Deno.test("planReplay keeps the newest items within maxBytes and counts the older ones as skipped", () => {
   const many: RestoredItem[] = Array.from({ length: 10 }, (_, i) => ({
     id: `s${i}`,
@@ -161,7 +229,7 @@ Deno.test("planReplay keeps the newest items within maxBytes and counts the olde
       content: [{ type: "input_text", text: `${i}`.repeat(50) }],
     },
   }));
-  const all = planReplay({ config: null, items: many, pinned: null, newId: counter() });
+  const all = planReplay({ config: null, items: many, policy: null, newId: counter() });
   const sizes = all.messages.slice(0, -1).map((m) => new TextEncoder().encode(m).byteLength);
   // Room for exactly the last three.
   const budget = sizes.slice(-3).reduce((a, b) => a + b, 0);
@@ -175,7 +243,7 @@ Deno.test("planReplay keeps the newest items within maxBytes and counts the olde
     const plan = planReplay({
       config: null,
       items: many,
-      pinned: null,
+      policy: null,
       newId: counter(),
       maxBytes,
     });
@@ -192,7 +260,7 @@ Deno.test("planReplay without stored config sends no session.update (the policy'
   const plan = planReplay({
     config: null,
     items: items.slice(0, 1),
-    pinned: { type: "realtime", instructions: "pinned" },
+    policy: policyOf({ session: { type: "realtime", instructions: "pinned" } }),
     newId: counter(),
   });
   assert.deepEqual(plan.messages.map((m) => JSON.parse(m).type), [
@@ -206,7 +274,7 @@ Deno.test("ReplayWatch hides the replay's answers, counts refused items as skipp
   const plan = planReplay({
     config: { type: "realtime" },
     items,
-    pinned: null,
+    policy: null,
     newId: counter(),
   });
   const watch = new ReplayWatch(plan);
@@ -242,7 +310,7 @@ Deno.test("ReplayWatch hides the replay's answers, counts refused items as skipp
 });
 
 Deno.test("ReplayWatch also ends on an error answering the sentinel", () => {
-  const plan = planReplay({ config: null, items: [], pinned: null, newId: counter() });
+  const plan = planReplay({ config: null, items: [], policy: null, newId: counter() });
   const watch = new ReplayWatch(plan);
   const verdict = watch.see("error", { type: "error", error: { event_id: plan.sentinel } });
   assert.deepEqual(verdict, { hide: true, finished: true });

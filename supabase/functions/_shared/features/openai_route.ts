@@ -46,7 +46,7 @@ export function openAIRouteFeatures(settings: Settings, deps: FeatureDeps): Rout
   if (settings.resume && deps.database) {
     features.push(resumeFeature({
       ttlS: settings.resumeTtlS,
-      pinned: settings.sessionPolicy?.session ?? null,
+      policy: settings.sessionPolicy,
       replayTimeoutMs: settings.upstreamTimeoutMs,
       maxReplayBytes: Math.floor(settings.maxBufferedBytes / 2),
       telemetry: deps.telemetry,

@@ -31,6 +31,7 @@ import {
   resumedEvent,
 } from "../realtime/replay.ts";
 import { isSessionId } from "../realtime/session_id.ts";
+import type { SessionPolicy } from "../realtime/session_policy.ts";
 import { RELAY_CLOSE } from "../relay/close_codes.ts";
 import type { ConnectionHooks, ConnectionLink } from "../relay/hooks.ts";
 import type { Telemetry } from "../telemetry/log.ts";
@@ -41,8 +42,8 @@ import type { RouteFeature } from "./feature.ts";
 export interface ResumeOptions {
   /** `RELAY_RESUME_TTL_S`. */
   readonly ttlS: number;
-  /** The policy's pinned session, sent again after a restored configuration; `null`: none. */
-  readonly pinned: Readonly<Record<string, unknown>> | null;
+  /** The session policy: a replay passes its checks, and its pin goes again after a restore. */
+  readonly policy: SessionPolicy | null;
   /** How long a replay may wait for OpenAI's answers before the client is let through anyway. */
   readonly replayTimeoutMs: number;
   /**
@@ -132,7 +133,7 @@ export function resumeFeature(options: ResumeOptions): RouteFeature {
     outbox,
     telemetry,
     now,
-    pinned: options.pinned,
+    policy: options.policy,
     replayTimeoutMs: options.replayTimeoutMs,
     maxReplayBytes: options.maxReplayBytes,
     begin: (connection) => {
@@ -176,7 +177,7 @@ interface Shared {
   readonly outbox: Outbox<SessionRecord>;
   readonly telemetry: Telemetry;
   readonly now: () => number;
-  readonly pinned: Readonly<Record<string, unknown>> | null;
+  readonly policy: SessionPolicy | null;
   readonly replayTimeoutMs: number;
   readonly maxReplayBytes: number;
   begin(connection: ResumeConnection): void;
@@ -325,7 +326,7 @@ class ResumeConnection {
     const plan = planReplay({
       config: state.config,
       items: state.items,
-      pinned: this.#shared.pinned,
+      policy: this.#shared.policy,
       newId: relayEventId,
       maxBytes: this.#shared.maxReplayBytes,
     });

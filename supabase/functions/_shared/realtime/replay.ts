@@ -5,6 +5,8 @@
  * @module
  */
 import { isRestorable, partText, type RestoredItem, type StoredItem } from "./conversation.ts";
+import { policyVerdict } from "./policy_verdict.ts";
+import type { SessionPolicy } from "./session_policy.ts";
 
 type Json = Record<string, unknown>;
 
@@ -34,10 +36,13 @@ export interface ReplayInput {
   /** Stored items in conversation order. */
   readonly items: readonly RestoredItem[];
   /**
-   * A policy's pinned session: sent again after the restored configuration,
-   * so a stored configuration never undoes it, whichever went first.
+   * The session policy, if any. The replay passes its checks as a client's
+   * own messages would (what it refuses is left out: locked fields of the
+   * configuration, system messages while the instructions are locked), and
+   * its pinned session is sent again after the restored configuration, so a
+   * stored configuration never undoes the policy, whichever went first.
    */
-  readonly pinned: Readonly<Json> | null;
+  readonly policy: SessionPolicy | null;
   /** A fresh id (`relay_<unique>`, at most 32 characters, OpenAI's limit for item ids). */
   readonly newId: () => string;
   /**
@@ -61,8 +66,12 @@ export function planReplay(input: ReplayInput): ReplayPlan {
   const replayed = new Map<string, string>();
   const itemEvents = new Map<string, string>();
   let skipped = 0;
-  if (input.config !== null) {
-    for (const session of [input.config, input.pinned]) {
+  const policy = input.policy === null ? null : relaysOwn(input.policy);
+  const config = input.config === null || policy === null
+    ? input.config
+    : configUnderPolicy(input.config, policy);
+  if (config !== null) {
+    for (const session of [config, input.policy?.session ?? null]) {
       if (session === null) continue;
       const eventId = input.newId();
       configEvents.add(eventId);
@@ -77,11 +86,16 @@ export function planReplay(input: ReplayInput): ReplayPlan {
     }
     const id = input.newId();
     const eventId = input.newId();
-    const message = JSON.stringify({
+    const create = {
       type: "conversation.item.create",
       event_id: eventId,
       item: replayItem(stored.item, id),
-    });
+    };
+    if (policy !== null && !policyVerdict(policy, create).pass) {
+      skipped++;
+      continue;
+    }
+    const message = JSON.stringify(create);
     creates.push({ stored: stored.id, id, eventId, message });
   }
   // Newest first until the budget is spent: a conversation's end matters most.
@@ -110,6 +124,45 @@ export function planReplay(input: ReplayInput): ReplayPlan {
     items: replayed.size,
     skipped,
   };
+}
+
+/** The relay's own events are not the client's to choose: only the policy's content rules apply. */
+function relaysOwn(policy: SessionPolicy): SessionPolicy {
+  return {
+    ...policy,
+    allowedEvents: [...policy.allowedEvents, "session.update", "conversation.item.create"],
+  };
+}
+
+/** Most fields a configuration could have to drop: a bound on the loop below. */
+const MAX_DROPS = 64;
+
+/**
+ * `config` less what the policy refuses a client's `session.update` (locked
+ * fields, `max_output_tokens` over the cap), or `null` when it refuses more
+ * than fields.
+ */
+export function configUnderPolicy(config: Json, policy: SessionPolicy): Json | null {
+  let current: Json = structuredClone(config);
+  for (let i = 0; i < MAX_DROPS; i++) {
+    const verdict = policyVerdict(policy, { type: "session.update", session: current });
+    if (verdict.pass) return current;
+    const path = verdict.param?.split(".") ?? [];
+    if (path[0] !== "session" || path.length < 2) return null;
+    current = withoutPath(current, path.slice(1));
+  }
+  return null;
+}
+
+/** `object` without the value at `path` (and only that). */
+function withoutPath(object: Json, path: readonly string[]): Json {
+  const [head, ...rest] = path;
+  const out: Json = { ...object };
+  if (head === undefined || !(head in out)) return out;
+  const value = out[head];
+  if (rest.length === 0 || !isObject(value)) delete out[head];
+  else out[head] = withoutPath(value, rest);
+  return out;
 }
 
 /**
