@@ -261,8 +261,33 @@ export function applySessionUpdate(
       next[key] = structuredClone(value);
     }
   }
+  const input = isObject(next.audio) ? next.audio.input : undefined;
+  if (isObject(input) && isObject(input.turn_detection)) {
+    // session.updated shows the effective detector: the defaults of its type under the fields given.
+    const defaults = TURN_DETECTION_DEFAULTS[String(input.turn_detection.type)];
+    if (defaults) input.turn_detection = { ...defaults, ...input.turn_detection };
+  }
   return { session: next };
 }
+
+/** What OpenAI fills in for a turn detector given by its type alone. */
+export const TURN_DETECTION_DEFAULTS: Readonly<Record<string, Json>> = {
+  server_vad: {
+    type: "server_vad",
+    threshold: 0.5,
+    prefix_padding_ms: 300,
+    silence_duration_ms: 200,
+    idle_timeout_ms: null,
+    create_response: true,
+    interrupt_response: true,
+  },
+  semantic_vad: {
+    type: "semantic_vad",
+    eagerness: "auto",
+    create_response: true,
+    interrupt_response: true,
+  },
+};
 
 /**
  * The configuration one `response.create` runs with: the session's, with the

@@ -388,6 +388,26 @@ Deno.test("applySessionUpdate refuses what OpenAI refuses, whole event, and merg
   assert.equal(obj(audio.output).voice, "ash");
   assert.equal(obj(audio.output).speed, 1); // kept
   assert.equal(r.session.id, current.id); // read-only fields stay as OpenAI set them
+  const vad = applySessionUpdate(current, {
+    type: "realtime",
+    audio: { input: { turn_detection: { type: "server_vad", silence_duration_ms: 600 } } },
+  }, false);
+  assert.ok("session" in vad);
+  assert.deepEqual(obj(obj(vad.session.audio).input).turn_detection, {
+    type: "server_vad",
+    threshold: 0.5,
+    prefix_padding_ms: 300,
+    silence_duration_ms: 600,
+    idle_timeout_ms: null,
+    create_response: true,
+    interrupt_response: true,
+  });
+  const off = applySessionUpdate(current, {
+    type: "realtime",
+    audio: { input: { turn_detection: null } },
+  }, false);
+  assert.ok("session" in off);
+  assert.equal(obj(obj(off.session.audio).input).turn_detection, null);
   assert.equal(current.instructions, DEFAULT_INSTRUCTIONS); // never mutated
 });
 
@@ -1589,4 +1609,40 @@ Deno.test("realtime without vad: appending speech stays silent until the client 
     p.send({ type: "input_audio_buffer.commit" });
     assert.equal((await p.next()).type, "input_audio_buffer.committed");
   });
+});
+
+Deno.test("realtime server VAD follows the session: off when turn_detection is null, its own silence_duration_ms", async () => {
+  await withStandIn(async (_oa, open) => {
+    const p = await open();
+    p.send({
+      type: "session.update",
+      session: { type: "realtime", audio: { input: { turn_detection: null } } },
+    });
+    await p.expect("session.updated");
+    p.send({
+      type: "input_audio_buffer.append",
+      audio: encodeBase64(concatBytes([tone(300), new Uint8Array(audioBytes(600))])),
+    });
+    p.send({ type: "input_audio_buffer.commit" });
+    assert.equal((await p.next()).type, "input_audio_buffer.committed");
+    await p.until("conversation.item.done");
+    p.send({
+      type: "session.update",
+      session: {
+        type: "realtime",
+        audio: { input: { turn_detection: { type: "server_vad", silence_duration_ms: 400 } } },
+      },
+    });
+    await p.expect("session.updated");
+    p.send({
+      type: "input_audio_buffer.append",
+      audio: encodeBase64(concatBytes([tone(200), new Uint8Array(audioBytes(500))])),
+    });
+    assert.equal((await p.expect("input_audio_buffer.speech_started")).audio_start_ms, 900 - 300);
+    assert.equal(
+      (await p.expect("input_audio_buffer.speech_stopped")).audio_end_ms,
+      900 + 200 + 400,
+    );
+    await p.until("response.done");
+  }, { kind: "realtime", vad: true });
 });
