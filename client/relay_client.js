@@ -89,7 +89,11 @@
  * @property {(code?: number, reason?: string) => void} close
  * @property {(type: string, listener: (event: any) => void) => void} addEventListener
  */
-/** @typedef {new (url: string, protocols?: string | string[]) => WebSocketLike} WebSocketConstructor */
+/**
+ * A WebSocket class. The third argument is passed only with `tokenIn: "header"`, as the `ws`
+ * package takes it (`{ headers }`).
+ * @typedef {new (url: string, protocols?: string | string[], options?: { headers: Record<string, string> }) => WebSocketLike} WebSocketConstructor
+ */
 
 /**
  * Options of {@linkcode connect}.
@@ -99,8 +103,12 @@
  *   current access token (supabase-js refreshes it), so a reconnect never reuses an expired one.
  * @property {string} [session] A session id to continue (22-64 of `[A-Za-z0-9_-]`). (default a new random id)
  * @property {string} [model] Sent as `?model=` (it must be one the relay allows).
- * @property {"protocol" | "query"} [tokenIn] `"protocol"`: subprotocols `realtime` and
- *   `jwt-<token>`, which keeps the token out of URLs and access logs; `"query"`: `?jwt=`. (default "protocol")
+ * @property {"protocol" | "query" | "header"} [tokenIn] How the token travels. `"protocol"`:
+ *   subprotocols `realtime` and `jwt-<token>`, which keeps it out of URLs and access logs;
+ *   `"query"`: `?jwt=`; `"header"`: `Authorization: Bearer`, only for a WebSocket class that
+ *   takes headers (the `ws` package). (default "header" with the `ws` package, else
+ *   "protocol": `ws` joins subprotocols with "," and Deno's `upgradeWebSocket`, which the
+ *   relay runs on, splits them on ", ", so the relay refuses that handshake `400`)
  * @property {(event: RelayEvent) => void} [onEvent] Every server event, parsed: OpenAI's,
  *   the relay's close notices and `relay.session.resumed`.
  * @property {(state: RelayState, info: StateInfo) => void} [onState] Each state change, with why.
@@ -323,17 +331,17 @@ export function fitsHold(heldBytes, size, maxHeldBytes) {
 }
 
 /**
- * The URL and subprotocols of one connection: `?session=` always, `?model=` when
- * given, and the token as a `jwt-<token>` subprotocol beside `realtime` (the
- * relay never selects a credential entry, and a browser fails a handshake
- * when none comes back) or as `?jwt=`.
+ * The URL, subprotocols and headers of one connection: `?session=` always,
+ * `?model=` when given, and the token as a `jwt-<token>` subprotocol beside
+ * `realtime` (the relay never selects a credential entry, and a browser fails
+ * a handshake when none comes back), as `?jwt=`, or as `Authorization: Bearer`.
  * @param {object} target
  * @param {string | URL} target.url
  * @param {string} target.session
  * @param {string} target.token
- * @param {"protocol" | "query"} [target.tokenIn] (default "protocol")
+ * @param {"protocol" | "query" | "header"} [target.tokenIn] (default "protocol")
  * @param {string} [target.model]
- * @returns {{ url: string, protocols: string[] }}
+ * @returns {{ url: string, protocols: string[], headers?: Record<string, string> }}
  */
 export function connectionTarget({ url, session, token, tokenIn = "protocol", model }) {
   const address = new URL(url);
@@ -342,6 +350,9 @@ export function connectionTarget({ url, session, token, tokenIn = "protocol", mo
   if (tokenIn === "query") {
     address.searchParams.set("jwt", token);
     return { url: address.href, protocols: [] };
+  }
+  if (tokenIn === "header") {
+    return { url: address.href, protocols: [], headers: { authorization: `Bearer ${token}` } };
   }
   return { url: address.href, protocols: ["realtime", `jwt-${token}`] };
 }
@@ -379,7 +390,7 @@ const CLOSING = 2;
  * A conversation through the relay, across connections. Made by {@linkcode connect}.
  */
 export class RelayConnection {
-  /** @type {Required<Pick<ConnectOptions, "getToken" | "tokenIn" | "maxHeldBytes" | "maxAttempts" | "connectTimeoutMs" | "readyOn" | "random">> & ConnectOptions} */
+  /** @type {Required<Pick<ConnectOptions, "getToken" | "maxHeldBytes" | "maxAttempts" | "connectTimeoutMs" | "readyOn" | "random">> & ConnectOptions} */
   #options;
   /** @type {string} */
   #url;
@@ -430,9 +441,11 @@ export class RelayConnection {
     if (options.session !== undefined && !isSessionId(options.session)) {
       throw new TypeError("session must be 22-64 characters of A-Z, a-z, 0-9, _ and -");
     }
-    const tokenIn = options.tokenIn ?? "protocol";
-    if (tokenIn !== "protocol" && tokenIn !== "query") {
-      throw new TypeError('tokenIn must be "protocol" or "query"');
+    const tokenIn = options.tokenIn;
+    if (
+      tokenIn !== undefined && tokenIn !== "protocol" && tokenIn !== "query" && tokenIn !== "header"
+    ) {
+      throw new TypeError('tokenIn must be "protocol", "query" or "header"');
     }
     const readyOn = options.readyOn ?? "session";
     if (readyOn !== "session" && readyOn !== "open") {
@@ -444,7 +457,6 @@ export class RelayConnection {
     this.#backoff = backoffOptions(options.backoff);
     this.#options = {
       ...options,
-      tokenIn,
       readyOn,
       maxHeldBytes,
       maxAttempts,
@@ -595,12 +607,14 @@ export class RelayConnection {
       url: this.#url,
       session: this.#session,
       token,
-      tokenIn: this.#options.tokenIn,
+      tokenIn: this.#options.tokenIn ?? (isWsPackage(Socket) ? "header" : "protocol"),
       ...(this.#options.model === undefined ? {} : { model: this.#options.model }),
     });
     let socket;
     try {
-      socket = target.protocols.length === 0
+      socket = target.headers
+        ? new Socket(target.url, [], { headers: target.headers })
+        : target.protocols.length === 0
         ? new Socket(target.url)
         : new Socket(target.url, target.protocols);
     } catch {
@@ -876,6 +890,15 @@ function count(name, value, fallback) {
  */
 function isRecord(value) {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Whether `Socket` is the `ws` package's class (an EventEmitter: it has `on`,
+ * which the browser's, Deno's and Node 22's WebSocket do not).
+ * @param {WebSocketConstructor} Socket
+ */
+function isWsPackage(Socket) {
+  return typeof Socket.prototype?.on === "function";
 }
 
 /** @param {number} unit */

@@ -382,6 +382,18 @@ Deno.test("connectionTarget puts the session in the URL and the token in a subpr
   );
 });
 
+Deno.test("connectionTarget with tokenIn header sends Authorization: Bearer and no subprotocol", () => {
+  const session = "s".repeat(22);
+  assert.deepEqual(
+    connectionTarget({ url: "ws://127.0.0.1/relay", session, token: "a.b.c", tokenIn: "header" }),
+    {
+      url: `ws://127.0.0.1/relay?session=${session}`,
+      protocols: [],
+      headers: { authorization: "Bearer a.b.c" },
+    },
+  );
+});
+
 Deno.test("connect refuses bad options at once, naming them", () => {
   const getToken = () => "t";
   const url = "ws://127.0.0.1:1/relay";
@@ -390,7 +402,7 @@ Deno.test("connect refuses bad options at once, naming them", () => {
     [{ url: "https://example.com/relay", getToken }, TypeError, /ws:\/\/ or wss:\/\//],
     [{ url: "not a url", getToken }, TypeError, /url/],
     [{ url, getToken, session: "short" }, TypeError, /session must be 22-64/],
-    [{ url, getToken, tokenIn: "header" }, TypeError, /tokenIn/],
+    [{ url, getToken, tokenIn: "cookie" }, TypeError, /tokenIn/],
     [{ url, getToken, readyOn: "later" }, TypeError, /readyOn/],
     [{ url, getToken, maxHeldBytes: -1 }, RangeError, /maxHeldBytes/],
     [{ url, getToken, maxAttempts: 1.5 }, RangeError, /maxAttempts/],
