@@ -87,6 +87,7 @@ export class Track {
   #joined: Uint8Array | undefined;
   #cut = false;
 
+  /** A track holding `initial`, if given. */
   constructor(initial?: Uint8Array) {
     if (initial) this.append(initial);
   }

@@ -1,7 +1,24 @@
 /**
- * The GA OpenAI Realtime conversation, as far as the relay's tests need it:
+ * The GA OpenAI Realtime conversation, a stateful peer for the relay's tests:
  * server event shapes follow the GA API reference (`type` first, then
  * `event_id`), with deterministic content so tests can assert on it.
+ *
+ * - `session.update` merges and answers `session.updated` with the effective
+ *   session, refusing what OpenAI refuses (realtime_session.ts).
+ * - The conversation holds items in order (`previous_item_id`), with their
+ *   audio: committed buffers, created messages, function calls and outputs;
+ *   `conversation.item.retrieve`, `.delete` and `.truncate` act on it.
+ * - Committed audio is transcribed when the session asks
+ *   (`audio.input.transcription`); what audio "says" is a queued transcript,
+ *   a `#transcript:` marker in it, or "<N> ms of audio".
+ * - `response.create` runs with the session's configuration and its own
+ *   overrides; the answer comes from the context (realtime_reply.ts): text,
+ *   or speech that plays the user's audio back (a tone for text input), or a
+ *   function call. A response is a {@linkcode ResponseRun} the caller pulls
+ *   instantly or paced, so `response.cancel` can stop it.
+ * - Usage is counted as OpenAI reports it (realtime_usage.ts).
+ * - Server VAD on energy, when enabled, turns appended audio into turns.
+ * @module
  */
 
 import {
@@ -182,30 +199,36 @@ export interface ConversationOptions {
 
 /** A server event a response run yields; `audioMs` is the audio it carries (0 for none). */
 export interface Step {
+  /** The server event. */
   event: Json;
+  /** Milliseconds of audio in it: what a paced stream waits for. */
   audioMs: number;
 }
 
 /** What answering one client message produced: events to send now, responses to stream. */
 export interface Answer {
+  /** Server events to send now, in order. */
   events: Json[];
+  /** Responses created, to be pulled after `events`. */
   runs: ResponseRun[];
 }
 
 /** One response as the stand-in ran it, for tests to read back. */
 export interface ResponseRecord {
+  /** The response's id (`resp_...`). */
   id: string;
   /** The effective configuration: the session's, with the `response.create` overrides. */
   config: ResponseConfig;
   /** `in_progress` until `response.done`, then `completed`, `cancelled` or `incomplete`. */
   status: string;
+  /** The usage `response.done` reported; null until then. */
   usage: RealtimeUsage | null;
   /** The output items as `response.done` showed them. */
   output: Json[];
 }
 
-/** Why a run stopped before its end. */
-type StopReason = "client_cancelled" | "turn_detected";
+/** Why a run stopped before its end: the client's cancel, or server VAD hearing a new turn. */
+export type StopReason = "client_cancelled" | "turn_detected";
 
 /**
  * One response being generated: pull its events with `next()` (instantly, or
@@ -213,7 +236,9 @@ type StopReason = "client_cancelled" | "turn_detected";
  * cancelled response still come from `next()`.
  */
 export class ResponseRun {
+  /** The response's id. */
   readonly id: string;
+  /** What tests read back: its configuration, status, usage and output. */
   readonly record: ResponseRecord;
   /** Set by `cancel()`; the generator reads it between deltas. */
   stopped: StopReason | undefined;
@@ -223,6 +248,7 @@ export class ResponseRun {
   readonly #onEnd: (run: ResponseRun) => void;
   readonly #stop = new AbortController();
 
+  /** A run for `record`; `onEnd` is called once its last event has been pulled. */
   constructor(record: ResponseRecord, onEnd: (run: ResponseRun) => void) {
     this.id = record.id;
     this.record = record;
@@ -294,8 +320,10 @@ export const SPOKEN_MS_PER_WORD = 200;
 
 /** One Realtime conversation: feed it client messages, get the server events to send back. */
 export class RealtimeConversation {
+  /** The effective session, as `session.updated` last showed it. */
   session: Json;
-  readonly conversationId = openaiId("conv");
+  /** The default conversation's id (`conv_...`), as responses name it. */
+  readonly conversationId: string = openaiId("conv");
   /** Decoded bytes appended to the input audio buffer and not yet committed/cleared. */
   audioBufferBytes = 0;
   /** All decoded audio bytes received over the connection. */
@@ -327,6 +355,7 @@ export class RealtimeConversation {
    */
   readonly nextTranscripts: string[] = [];
 
+  /** A conversation with OpenAI's default session for `model`. */
   constructor(model: string, opts: ConversationOptions = {}) {
     this.session = defaultSession(model);
     this.defaultInstructions = String(this.session.instructions);

@@ -25,6 +25,7 @@ type Json = Record<string, unknown>;
 
 /** One item of a response's context, with what the stand-in heard in its audio. */
 export interface ContextItem {
+  /** The GA item. */
   item: Json;
   /** The transcript the stand-in gives the item's audio when the item has none. */
   heard?: string | undefined;
@@ -37,8 +38,11 @@ export type Reply =
 
 /** The configuration a reply depends on. */
 export interface ReplyConfig {
+  /** The effective instructions. */
   instructions: string;
+  /** The tools offered; function tools can be called. */
   tools: readonly unknown[];
+  /** `auto`, `none`, `required`, or `{ type: "function", name }`. */
   tool_choice: unknown;
 }
 

@@ -19,8 +19,11 @@ type Json = Record<string, unknown>;
 
 /** A refusal, as the `error` of an `error` event. */
 export interface ConfigError {
+  /** OpenAI's error code, e.g. `unknown_parameter`. */
   code: string;
+  /** OpenAI's sentence. */
   message: string;
+  /** The dotted path refused, e.g. `session.voice`. */
   param: string | null;
 }
 
@@ -65,12 +68,19 @@ export const RESPONSE_FIELDS: readonly string[] = [
 
 /** What one response runs with, after its overrides: what tests read back as `lastResponse`. */
 export interface ResponseConfig {
+  /** The instructions the response follows. */
   instructions: string;
+  /** What it answers with. */
   output_modalities: ["audio"] | ["text"];
+  /** Where its output is cut (`incomplete`, reason `max_output_tokens`). */
   max_output_tokens: number | "inf";
+  /** The voice it speaks with. */
   voice: string;
+  /** The tools it may call. */
   tools: Json[];
+  /** How it chooses among them. */
   tool_choice: unknown;
+  /** The client's metadata, echoed on the response. */
   metadata: Json | null;
   /** `none`: out of band, nothing is added to the conversation. */
   conversation: "auto" | "none";

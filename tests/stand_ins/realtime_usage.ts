@@ -33,16 +33,23 @@ export const IMAGE_TOKENS = 85;
 
 /** Token counts by kind. */
 export interface TokenCount {
+  /** Text tokens. */
   text: number;
+  /** Audio tokens. */
   audio: number;
+  /** Image tokens. */
   image: number;
 }
 
 /** The GA `response.usage` object. */
 export interface RealtimeUsage {
+  /** Input plus output. */
   total_tokens: number;
+  /** Every token read, cached ones included. */
   input_tokens: number;
+  /** Every token generated. */
   output_tokens: number;
+  /** Input by kind; `cached_tokens` is part of the input, not added to it. */
   input_token_details: {
     text_tokens: number;
     audio_tokens: number;
@@ -50,11 +57,13 @@ export interface RealtimeUsage {
     cached_tokens: number;
     cached_tokens_details: { text_tokens: number; audio_tokens: number; image_tokens: number };
   };
+  /** Output by kind (an audio answer's transcript is its text). */
   output_token_details: { text_tokens: number; audio_tokens: number };
 }
 
 /** One piece of a prompt: what identifies it for the prefix cache, and what it counts. */
 export interface PromptSegment extends TokenCount {
+  /** Equal keys are the same content: a shared prefix of keys is cached. */
   key: string;
 }
 
@@ -166,7 +175,9 @@ export function headSegments(
 
 /** One response's prompt, for {@linkcode usageForTurn}. */
 export interface Turn {
+  /** The response's instructions. */
   instructions: string;
+  /** The tools offered (counted as their JSON). */
   tools?: readonly unknown[];
   /** GA items in context order; audio parts carry base64 `audio` where they have audio. */
   input: readonly Json[];
