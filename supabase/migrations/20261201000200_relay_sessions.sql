@@ -90,6 +90,12 @@ begin
           expires_at = greatest(s.expires_at, excluded.expires_at)
         where s.fresh_conn is distinct from excluded.fresh_conn
           and (s.owner_since is null or s.owner_since <= excluded.owner_since);
+      -- The conversation it replaced is gone.
+      delete from relay.session_items i
+        using relay.sessions s
+        where i.user_id = r.user_id and i.session_id = r.session_id
+          and s.user_id = i.user_id and s.session_id = i.session_id
+          and i.generation < s.generation;
     elsif r.kind = 'release' then
       update relay.sessions s set
           owner_conn = null,
@@ -126,9 +132,12 @@ begin
 end;
 $$;
 
--- Deletes expired sessions (and their items) and items of generations given up. The relay calls
--- it while it serves sessions; an operator may also schedule it (pg_cron) for idle periods.
-create function relay.delete_expired_sessions(p_before timestamptz default now())
+-- Deletes up to p_limit expired sessions (their items go with them). The relay calls it once a
+-- minute while it serves sessions; to purge while no instance runs, schedule it (e.g. pg_cron).
+create function relay.delete_expired_sessions(
+  p_before timestamptz default now(),
+  p_limit integer default 1000
+)
 returns integer
 language plpgsql
 set search_path = ''
@@ -136,11 +145,13 @@ as $$
 declare
   v_sessions integer;
 begin
-  delete from relay.sessions s where s.expires_at <= p_before;
+  delete from relay.sessions s
+    where (s.user_id, s.session_id) in (
+      select e.user_id, e.session_id from relay.sessions e
+        where e.expires_at <= p_before
+        limit p_limit
+    );
   get diagnostics v_sessions = row_count;
-  delete from relay.session_items i
-    using relay.sessions s
-    where s.user_id = i.user_id and s.session_id = i.session_id and i.generation < s.generation;
   return v_sessions;
 end;
 $$;
@@ -152,7 +163,7 @@ alter table relay.session_items enable row level security;
 -- Supabase grants the API roles broad default privileges (and PostgreSQL lets PUBLIC execute new
 -- functions): take everything back, whatever an earlier migration granted on the schema.
 revoke all on relay.sessions, relay.session_items from public, anon, authenticated, service_role;
-revoke all on function relay.delete_expired_sessions(timestamptz)
+revoke all on function relay.delete_expired_sessions(timestamptz, integer)
   from public, anon, authenticated, service_role;
 revoke all on function relay.write_sessions(jsonb, integer)
   from public, anon, authenticated, service_role;

@@ -198,7 +198,7 @@ Deno.test({
       });
 
       await t.step(
-        "sessionStore gives up expired state: a fresh generation, swept later",
+        "sessionStore gives up expired state at the next claim (a fresh generation); a sweep deletes it",
         async () => {
           const key = { user: crypto.randomUUID(), session: sessionId() };
           const conn = crypto.randomUUID();
@@ -220,16 +220,12 @@ Deno.test({
           // ...and gone from its expiry on.
           const after = await store.claim(key, crypto.randomUUID(), releasedAt + ttlS * 1000);
           assert.deepEqual(after, { generation: 2, config: null, items: [] });
-          const stale = await pg.psql(
-            `select count(*) from relay.session_items where user_id = '${key.user}'`,
-          );
-          assert.equal(stale.trim(), "1");
-          await store.sweep(releasedAt + ttlS * 1000);
+          // The expired items are deleted by that claim, not left for a sweep.
           const left = await pg.psql(
             `select count(*) from relay.session_items where user_id = '${key.user}'`,
           );
           assert.equal(left.trim(), "0");
-          // A later sweep deletes the session itself once it expires in turn.
+          // A sweep deletes the session itself once it expires in turn.
           const deleted = await store.sweep(releasedAt + 3 * ttlS * 1000);
           assert.ok(deleted >= 1);
           const rows = await pg.psql(
@@ -238,6 +234,21 @@ Deno.test({
           assert.equal(rows.trim(), "0");
         },
       );
+
+      await t.step("sessionStore.sweep deletes at most 1000 expired sessions a call", async () => {
+        const user = crypto.randomUUID();
+        await pg.psql(
+          `insert into relay.sessions (user_id, session_id, active_at, expires_at)
+             select '${user}', 'sweep-test-session-' || lpad(n::text, 6, '0'), now(), now()
+               from generate_series(1, 1500) n`,
+        );
+        const count = () =>
+          pg.psql(`select count(*) from relay.sessions where user_id = '${user}'`).then(Number);
+        assert.equal(await store.sweep(Date.now() + 1000), 1000);
+        assert.equal(await count(), 500);
+        assert.ok((await store.sweep(Date.now() + 1000)) >= 500);
+        assert.equal(await count(), 0);
+      });
 
       await t.step(
         "sessionStore.write is idempotent: a retried batch changes nothing",
@@ -296,6 +307,10 @@ Deno.test({
           const state = await store.claim(key, crypto.randomUUID(), t0 + 20);
           assert.deepEqual(state.items.map((i) => i.id), ["new"]);
           assert.equal(state.generation, 2);
+          const rows = await pg.psql(
+            `select string_agg(item_id, ',') from relay.session_items where user_id = '${key.user}'`,
+          );
+          assert.equal(rows.trim(), "new", "the replaced conversation's items are deleted");
           // A restart from a connection older than the current owner's claim loses.
           const stale = crypto.randomUUID();
           const report = await store.write([

@@ -141,6 +141,13 @@ export function sessionStore(database: Database, ttlS: number): SessionStore {
               active_at = excluded.active_at,
               expires_at = excluded.expires_at
             returning s.generation, s.config
+          ), stale as (
+            -- State given up at this claim goes now (the query below reads the snapshot
+            -- before it, and only the claimed generation).
+            delete from relay.session_items i
+            using claimed c
+            where i.user_id = ${key.user} and i.session_id = ${key.session}
+              and i.generation < c.generation
           )
           select c.generation, c.config,
             coalesce((

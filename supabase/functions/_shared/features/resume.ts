@@ -166,7 +166,13 @@ export function resumeFeature(options: ResumeOptions): RouteFeature {
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
       await ticking;
-      await outbox.close(FLUSH_DEADLINE_MS);
+      const left = await outbox.close(FLUSH_DEADLINE_MS);
+      if (left > 0) {
+        telemetry.error("session.write_failed", {
+          error: "stopped with writes pending",
+          pending: left,
+        });
+      }
     },
   };
 }
