@@ -16,6 +16,8 @@ const CHUNK_SAMPLES = (AUDIO_RATE * CHUNK_MS) / 1000;
 const MIN_COMMIT_BYTES = (AUDIO_RATE / 10) * 2;
 /** The first chunk of an answer starts this far ahead, so the next chunk can land in time. */
 const PLAYBACK_LEAD_S = 0.05;
+/** After each underrun the lead doubles, up to this (a small adaptive jitter buffer). */
+const MAX_PLAYBACK_LEAD_S = 0.2;
 /** Input transcription model asked for in session.update (the stand-in accepts any). */
 const TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe";
 
@@ -155,13 +157,23 @@ const COALESCED = new Set([
   "conversation.item.input_audio_transcription.delta",
 ]);
 
+/** The log line a streamed event joins: the same stream among the last few stream lines. */
+function streamLine(list, dir, type) {
+  if (!COALESCED.has(type)) return null;
+  let li = list.lastElementChild;
+  // Audio and transcript deltas interleave: look past the other streams' lines.
+  for (let i = 0; li && i < 3 && COALESCED.has(li.dataset.type); i++) {
+    if (li.dataset.dir === dir && li.dataset.type === type) return li;
+    li = li.previousElementSibling;
+  }
+  return null;
+}
+
 /** Adds one line to the event log; `dir` is "in", "out" or "sys". */
 function log(dir, type, detail = "", isError = false) {
   const list = $("log");
-  const last = list.lastElementChild;
-  if (
-    COALESCED.has(type) && last && last.dataset.dir === dir && last.dataset.type === type
-  ) {
+  const last = streamLine(list, dir, type);
+  if (last) {
     const count = Number(last.dataset.count) + 1;
     last.dataset.count = String(count);
     last.querySelector(".type").textContent = `${type} ×${count}`;
@@ -780,6 +792,7 @@ const audio = (() => {
   const items = new Map();
   const sources = new Set();
   let nextStart = 0;
+  let leadS = PLAYBACK_LEAD_S;
 
   function playedMs(item, now) {
     let s = 0;
@@ -885,10 +898,14 @@ const audio = (() => {
           truncatedAtMs: null,
           /** performance.now() when its first audio arrived, and how far ahead it was started. */
           firstAudioAt: performance.now(),
-          leadMs: PLAYBACK_LEAD_S * 1000,
+          leadMs: Math.round(leadS * 1000),
+          /** Silence inserted because audio came late (the network, not the page). */
+          gapMs: 0,
+          /** The least time a later chunk arrived before it had to play (jitter headroom). */
+          minMarginMs: null,
         };
         demo.voice.playback.push(record);
-        item = { record, chunks: [], cut: false };
+        item = { record, chunks: [], cut: false, firstCtxTime: ctx.currentTime };
         items.set(itemId, item);
       }
       if (item.cut) return null;
@@ -902,10 +919,20 @@ const audio = (() => {
       source.connect(ctx.destination);
       const now = ctx.currentTime;
       let start = nextStart;
+      if (item.chunks.length > 0) {
+        const margin = Math.round((start - now) * 1000);
+        item.record.minMarginMs = Math.min(item.record.minMarginMs ?? margin, margin);
+      }
       if (start < now) {
         // Nothing queued (a new answer, or the network fell behind): lead a little.
-        if (item.chunks.length > 0) item.record.gaps++;
-        start = now + PLAYBACK_LEAD_S;
+        const late = item.chunks.length > 0;
+        if (late) leadS = Math.min(leadS * 2, MAX_PLAYBACK_LEAD_S);
+        const from = start;
+        start = now + leadS;
+        if (late) {
+          item.record.gaps++;
+          item.record.gapMs += Math.round((start - from) * 1000);
+        }
       }
       source.start(start);
       nextStart = start + buffer.duration;
@@ -933,6 +960,18 @@ const audio = (() => {
       return item && ctx ? playedMs(item, ctx.currentTime) : 0;
     },
 
+    /**
+     * How far the audio clock has fallen behind the wall clock since an
+     * item's first audio arrived (ms): a starved audio thread renders late,
+     * and what it has not rendered nobody has heard.
+     */
+    clockLagMs(itemId) {
+      const item = items.get(itemId);
+      if (!item || !ctx) return 0;
+      const wall = performance.now() - item.record.firstAudioAt;
+      return Math.round(wall - (ctx.currentTime - item.firstCtxTime) * 1000);
+    },
+
     /** Stops every scheduled source; returns ms played of each item that was cut. */
     stopPlayback() {
       const now = ctx?.currentTime ?? 0;
@@ -958,6 +997,7 @@ const audio = (() => {
     reset() {
       this.stopPlayback();
       items.clear();
+      leadS = PLAYBACK_LEAD_S;
     },
   };
 })();
@@ -979,11 +1019,8 @@ const voice = (() => {
   /** When the user's speech ended (commit or speech_stopped), for the latency. */
   let awaitingAudioSince = null;
 
-  function status(text, kind) {
-    const pill = $("voice-status");
-    pill.textContent = text;
-    pill.className = `pill ${kind}`;
-  }
+  /** Set by VAD's speech_started until speech_stopped. */
+  let hearing = false;
 
   function showSent() {
     const v = demo.voice;
@@ -1017,13 +1054,14 @@ const voice = (() => {
     demo.voice.turns.push(record);
     if (bytes.length < MIN_COMMIT_BYTES) {
       send({ type: "input_audio_buffer.clear" });
-      status("hold a little longer", "closing");
+      log("sys", "turn too short", "hold the button a little longer (OpenAI needs 100 ms)", true);
     } else if (send({ type: "input_audio_buffer.commit" })) {
       record.committed = true;
       awaitingAudioSince = performance.now();
+      /** On the clock of `received[].at` (ms since Connect). */
+      record.committedAt = Math.round((awaitingAudioSince - connectStartedAt) * 10) / 10;
       conversation.userAudio(record.ms);
       send({ type: "response.create" });
-      status("thinking…", "connecting");
     }
     record.sha256 = await sha256Hex(bytes);
   }
@@ -1073,7 +1111,6 @@ const voice = (() => {
       send({ type: "input_audio_buffer.clear" });
       if (!audio.markMic()) turn.started = true;
       $("talk").classList.add("held");
-      status("listening…", "open");
     },
 
     /** Push-to-talk released: cut the worklet's stream, then commit and ask for an answer. */
@@ -1120,6 +1157,7 @@ const voice = (() => {
             audio_end_ms: heard,
             scheduledMs: item.scheduledMs,
             sinceFirstAudioMs: Math.round(performance.now() - item.firstAudioAt),
+            audioClockLagMs: audio.clockLagMs(item.itemId),
           });
           $("voice-truncated").textContent = `at ${heard} of ${Math.round(item.scheduledMs)} ms`;
         }
@@ -1137,9 +1175,7 @@ const voice = (() => {
         $("voice-latency").textContent = `${ms} ms (speech end → first audio)`;
       }
       const s = (record.scheduledMs / 1000).toFixed(2);
-      $("voice-played").textContent = `${s} s scheduled · ${record.chunks} chunks`;
       if (!record.truncatedAtMs) conversation.assistantAudio(event.item_id, `audio · ${s} s`);
-      status("speaking…", "open");
     },
 
     responseCreated(id) {
@@ -1148,21 +1184,42 @@ const voice = (() => {
 
     responseDone(id) {
       if (id === activeResponse) activeResponse = null;
-      if (!turn) status(demo.voice.micOn ? "ready" : "mic off", demo.voice.micOn ? "idle" : "");
     },
 
     speechStarted() {
       this.bargeIn();
-      status("hearing you…", "open");
+      hearing = true;
     },
 
     speechStopped() {
       awaitingAudioSince = performance.now();
-      status("thinking…", "connecting");
+      hearing = false;
+    },
+
+    /** What the voice side is doing, for the status pill: [text, pill class]. */
+    status() {
+      const v = demo.voice;
+      if (!v.micOn) return ["mic off", ""];
+      if (turn || hearing) return ["listening…", "open"];
+      const playing = audio.playing();
+      const last = playing ?? v.playback.at(-1);
+      if (last) {
+        const heard = last.playedMs ?? audio.playedMs(last.itemId);
+        const of = `${(heard / 1000).toFixed(2)} of ${(last.scheduledMs / 1000).toFixed(2)} s`;
+        $("voice-played").textContent = playing
+          ? `${of} played`
+          : last.truncatedAtMs !== null
+          ? `${of} (interrupted)`
+          : `${(last.scheduledMs / 1000).toFixed(2)} s, all played`;
+      }
+      if (playing) return ["speaking…", "open"];
+      if (activeResponse || awaitingAudioSince !== null) return ["thinking…", "connecting"];
+      return v.vad ? ["listening (VAD)", "idle"] : ["ready", "idle"];
     },
 
     /** The connection ended: forget the turn and the response. */
     end() {
+      hearing = false;
       turn = null;
       activeResponse = null;
       awaitingAudioSince = null;
@@ -1198,14 +1255,15 @@ function updateTalkControls() {
       : `the worklet resamples ${v.contextRate} Hz`;
     hint.textContent = `hold the button or the space bar · ${path} to 24 kHz PCM16`;
   }
+  showVoiceStatus();
+}
+
+/** Keeps the status pill and the playing time current (10 times a second). */
+function showVoiceStatus() {
+  const [text, kind] = voice.status();
   const pill = $("voice-status");
-  if (!v.micOn) {
-    pill.textContent = "mic off";
-    pill.className = "pill";
-  } else if (pill.textContent === "mic off") {
-    pill.textContent = v.vad ? "listening (VAD)" : "ready";
-    pill.className = "pill idle";
-  }
+  if (pill.textContent !== text) pill.textContent = text;
+  pill.className = `pill ${kind}`;
 }
 
 function setVad(on) {
@@ -1364,6 +1422,7 @@ async function init() {
   $("vad").addEventListener("change", (event) => setVad(event.target.checked));
   bindTalk();
   setInterval(tickExpiry, 500);
+  setInterval(showVoiceStatus, 100);
   setState("idle");
   document.body.dataset.ready = "true";
 }

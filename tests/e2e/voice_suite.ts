@@ -24,6 +24,12 @@ const TONE_HZ = 440;
 const CHUNK_MS = 20;
 /** PCM16 at 24 kHz: bytes per millisecond. */
 const BYTES_PER_MS = 48;
+/** What the stand-in transcribes the user's turns as, in order. */
+const SAID = [
+  "Hello relay, can you hear me?",
+  "Tell me a long story about WebSockets.",
+  "Sorry, shorter please.",
+];
 
 /** The page's voice state (`window.relayDemo.voice` in demo.js). */
 interface VoiceState {
@@ -51,14 +57,18 @@ interface VoiceState {
     truncatedAtMs: number | null;
     firstAudioAt: number;
     leadMs: number;
+    gapMs: number;
+    minMarginMs: number | null;
   }[];
   truncates: {
     item_id: string;
     audio_end_ms: number;
     scheduledMs: number;
     sinceFirstAudioMs: number;
+    audioClockLagMs: number;
   }[];
   cancels: number;
+  outputBufferClear: string;
 }
 
 /** The page's mirror of its own state. */
@@ -245,6 +255,7 @@ Deno.test({
     });
     let browser: Browser | undefined;
     try {
+      stack.openai!.transcripts.push(...SAID);
       browser = await launch(wavPath);
       const page = await openDemo(browser, stack);
       let state: DemoState;
@@ -296,8 +307,139 @@ Deno.test({
         assert.ok(rms > 0.02, `the microphone was heard (rms ${rms})`);
       });
 
-      const screenshot = Deno.env.get("RELAY_DEMO_SCREENSHOT");
-      if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+      await t.step(
+        "the answer is scheduled in full and gapless; both transcripts show",
+        async () => {
+          state = await waitFor(
+            page,
+            "d.transcripts.user[0]?.text && d.voice.playback[0]?.playedMs === null && " +
+              "d.received.filter((m) => m.type === 'response.done').length === 1",
+          );
+          const turn = state.voice.turns[0]!;
+          const answer = state.voice.playback[0]!;
+          const deltas = state.received.filter((m) => m.type === "response.output_audio.delta");
+          const answerBytes = deltas.reduce((n, m) => n + m.bytes!, 0);
+          // The stand-in plays the user's audio back: the answer is as long as the turn.
+          assert.equal(answerBytes, turn.bytes, "the whole answer arrived through the relay");
+          assert.equal(answer.scheduledMs, answerBytes / BYTES_PER_MS, "all of it was scheduled");
+          assert.equal(answer.chunks, deltas.length);
+          assert.equal(answer.gaps, 0, "back to back on the AudioContext clock");
+          measured(
+            `answer 1: ${answer.scheduledMs} ms in ${answer.chunks} deltas, no gap; ` +
+              `each delta came at least ${answer.minMarginMs} ms before it had to play`,
+          );
+          await waitFor(
+            page,
+            `d.voice.playback[0].scheduledMs && !document.querySelector(
+          "#voice-status").textContent.startsWith("speaking")`,
+            CLIP_MS + 3000,
+          );
+          assert.match(await page.textContent("#voice-played") ?? "", /all played/);
+
+          assert.deepEqual(state.transcripts.user.map((u) => u.text), [SAID[0]]);
+          const heard = await page.textContent("#conversation .turn.user .text");
+          assert.equal(heard, SAID[0], "the user's transcript shows");
+          const said = state.received
+            .filter((m) => m.type === "response.output_audio_transcript.delta")
+            .map((m) => JSON.parse(m.text).delta as string).join("");
+          assert.ok(said.length > 0);
+          assert.equal(state.transcripts.assistant[0]?.text, said);
+          const shown = await page.textContent("#conversation .turn.assistant .text");
+          assert.equal(shown, said, "the assistant's transcript shows");
+
+          const latency = state.voice.latencies[0]!;
+          measured(`round trip through the relay: commit to first audio delta ${latency} ms`);
+          assert.ok(latency >= 0 && latency < 2000);
+          assert.match(await page.textContent("#voice-latency") ?? "", /^\d+ ms/);
+        },
+      );
+
+      await t.step(
+        "speaking over an answer cancels it and truncates it where it was heard",
+        async () => {
+          // From here answers stream as fast as they play (OpenAI's come at least that fast),
+          // so this one is still streaming when it is cut short.
+          stack.openai!.pace = "realtime";
+          await page.keyboard.down("Space");
+          await sleep(CLIP_MS);
+          await page.keyboard.up("Space");
+          await waitFor(page, "d.voice.playback.length === 2");
+          // Let about half of the answer play, then press the button (the pointer this time).
+          await sleep(CLIP_MS / 2);
+          const talk = (await page.locator("#talk").boundingBox())!;
+          await page.mouse.move(talk.x + talk.width / 2, talk.y + talk.height / 2);
+          await page.mouse.down();
+          state = await waitFor(page, "d.voice.truncates.length === 1");
+          const truncate = state.voice.truncates[0]!;
+          const answer = state.voice.playback[1]!;
+          assert.equal(truncate.item_id, answer.itemId);
+          // What was heard: the time since its first audio arrived, less the lead it started
+          // with, any silence inserted because audio came late, and however far the audio
+          // clock fell behind the wall clock (a starved audio thread plays late).
+          const lag = truncate.audioClockLagMs;
+          const wall = truncate.sinceFirstAudioMs - answer.leadMs - answer.gapMs;
+          measured(
+            `barge-in after ${truncate.sinceFirstAudioMs} ms: truncate at ${truncate.audio_end_ms} ` +
+              `ms of ${truncate.scheduledMs} ms scheduled (wall clock says ${wall}; audio clock ` +
+              `${lag} ms behind; ${answer.gaps} late deltas)`,
+          );
+          assert.ok(
+            Math.abs(truncate.audio_end_ms - (wall - lag)) <= 25,
+            `audio_end_ms ${truncate.audio_end_ms}, expected about ${wall - lag}`,
+          );
+          assert.ok(lag >= -25 && lag <= 250, `the audio clock ran ${lag} ms behind`);
+          assert.ok(truncate.audio_end_ms > 0 && truncate.audio_end_ms < state.voice.turns[1]!.ms);
+          assert.ok(truncate.audio_end_ms <= truncate.scheduledMs, "never past what was scheduled");
+          assert.equal(state.voice.cancels, 1, "the answer was still streaming: cancelled");
+
+          // What crossed the relay to OpenAI, in order, and what came back.
+          await waitFor(
+            page,
+            "d.received.some((m) => m.type === 'conversation.item.truncated') && " +
+              "d.received.filter((m) => m.type === 'response.done').length === 2",
+          );
+          const events = standInEvents(stack);
+          const cancel = events.findIndex((e) => e.type === "response.cancel");
+          const cut = events.findIndex((e) => e.type === "conversation.item.truncate");
+          assert.ok(cancel >= 0 && cut > cancel, "response.cancel, then the truncate");
+          assert.deepEqual(events[cut], {
+            type: "conversation.item.truncate",
+            item_id: answer.itemId,
+            content_index: 0,
+            audio_end_ms: truncate.audio_end_ms,
+          });
+          assert.equal(
+            events.filter((e) => e.type === "output_audio_buffer.clear").length,
+            0,
+            "output_audio_buffer.clear is for WebRTC/SIP; over WebSocket stopping playback is the clear",
+          );
+          state = await demoState(page);
+          const done = state.received.filter((m) => m.type === "response.done").at(-1)!;
+          assert.equal(JSON.parse(done.text).response.status, "cancelled");
+          assert.match(
+            await page.textContent("#conversation .turn.assistant.cut .meta") ?? "",
+            /interrupted · heard \d\.\d\d s/,
+          );
+          assert.equal(
+            state.voice.playback[1]!.scheduledMs,
+            answer.scheduledMs,
+            "nothing of the cancelled answer was scheduled after the barge-in",
+          );
+        },
+      );
+
+      await t.step("the interrupting turn is a turn of its own", async () => {
+        await sleep(800);
+        await page.mouse.up();
+        state = await waitFor(page, "d.voice.turns.length === 3 && d.voice.playback.length === 3");
+        assert.equal(state.voice.turns[2]!.committed, true);
+        const received = turnAudio(standInEvents(stack), 2);
+        assert.equal(await sha256Hex(received), state.voice.turns[2]!.sha256);
+        // Mid-conversation: the third answer is playing.
+        await sleep(500);
+        const screenshot = Deno.env.get("RELAY_DEMO_SCREENSHOT");
+        if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+      });
 
       await t.step("a close the relay starts reaches the page as its notice's code", async () => {
         await stack.relay.shutdown();
