@@ -355,61 +355,88 @@ function eventsSince(events: Event[], marker: (event: Event) => boolean): Event[
   return at < 0 ? [] : events.slice(at);
 }
 
-/** A conversation of several kinds of turns: text, speech with transcripts, a function call. */
-async function converse(client: Conversant): Promise<{ answers: string[]; lastDone: Event }> {
+/** What {@linkcode converse} went through: the answers, the model's call, the last response. */
+interface Conversation {
+  readonly answers: string[];
+  readonly call: { call_id: string; name: string; arguments: string };
+  readonly lastDone: Event;
+}
+
+/** The weather tool the conversation offers the model. */
+const WEATHER_TOOL = {
+  type: "function",
+  name: "weather",
+  description: "The weather in a city.",
+  parameters: { type: "object", properties: { city: { type: "string" } } },
+};
+
+/**
+ * A conversation of several kinds of turns: text, speech with transcripts,
+ * and a function the model calls, whose output the client gives back.
+ */
+async function converse(client: Conversant): Promise<Conversation> {
   await waitFor(client, "session.created");
   send(client, {
     type: "session.update",
     session: {
       type: "realtime",
-      instructions: "Answer in one short sentence.",
+      instructions: INSTRUCTIONS,
+      tools: [WEATHER_TOOL],
       audio: { input: { transcription: { model: "whisper-1" } } },
     },
   });
   await waitFor(client, "session.updated");
   const answers = [await say(client, "My name is Ada."), await speak(client, "I live in Oslo.")];
+  send(client, userText('Please call weather with {"city":"Oslo"}'));
+  send(client, { type: "response.create" });
+  const called = await waitFor(client, "response.done", 3);
+  const output = (called.response as { output: Record<string, string>[] }).output[0]!;
+  assert.equal(output.type, "function_call", "the model called the tool");
+  const call = { call_id: output.call_id!, name: output.name!, arguments: output.arguments! };
+  assert.deepEqual([call.name, call.arguments], ["weather", '{"city":"Oslo"}']);
   const done = named(client, "conversation.item.done").length;
   send(client, {
     type: "conversation.item.create",
-    item: {
-      type: "function_call",
-      call_id: "call_weather_1",
-      name: "weather",
-      arguments: '{"city":"Oslo"}',
-    },
+    item: { type: "function_call_output", call_id: call.call_id, output: '{"celsius":21}' },
   });
-  send(client, {
-    type: "conversation.item.create",
-    item: { type: "function_call_output", call_id: "call_weather_1", output: '{"celsius":21}' },
-  });
-  await waitFor(client, "conversation.item.done", done + 2);
+  await waitFor(client, "conversation.item.done", done + 1);
   send(client, { type: "response.create" });
-  const lastDone = await waitFor(client, "response.done", 3);
+  const lastDone = await waitFor(client, "response.done", 4);
   answers.push(answerOf(lastDone));
-  return { answers, lastDone };
+  assert.equal(answers[2], `[${INSTRUCTIONS}] The weather function returned: {"celsius":21}`);
+  return { answers, call, lastDone };
 }
 
-/** The items a conversation from {@linkcode converse} is stored and replayed as. */
-function expectedReplay(answers: string[]): Record<string, unknown>[] {
-  const user = (text: string) => ({ role: "user", content: [{ type: "input_text", text }] });
+const INSTRUCTIONS = "Answer in one short sentence.";
+
+/** The items a conversation from {@linkcode converse} is stored and replayed as, in order. */
+function expectedReplay({ answers, call }: Conversation): Record<string, unknown>[] {
+  const user = (text: string) => ({
+    type: "message",
+    role: "user",
+    content: [{ type: "input_text", text }],
+  });
   const assistant = (text: string) => ({
+    type: "message",
     role: "assistant",
     content: [{ type: "output_text", text }],
   });
   return [
-    { type: "message", ...user("My name is Ada.") },
-    { type: "message", ...assistant(answers[0]!) },
-    { type: "message", ...user("I live in Oslo.") },
-    { type: "message", ...assistant(answers[1]!) },
-    {
-      type: "function_call",
-      call_id: "call_weather_1",
-      name: "weather",
-      arguments: '{"city":"Oslo"}',
-    },
-    { type: "function_call_output", call_id: "call_weather_1", output: '{"celsius":21}' },
-    { type: "message", ...assistant(answers[2]!) },
+    user("My name is Ada."),
+    assistant(answers[0]!),
+    user("I live in Oslo."),
+    assistant(answers[1]!),
+    user('Please call weather with {"city":"Oslo"}'),
+    { type: "function_call", ...call },
+    { type: "function_call_output", call_id: call.call_id, output: '{"celsius":21}' },
+    assistant(answers[2]!),
   ];
+}
+
+/** The stand-in's answer to `question` in a conversation from {@linkcode converse}: it remembers. */
+function rememberingAnswer(question: string): string {
+  return `[${INSTRUCTIONS}] You said: "${question}". I remember 8 earlier items; ` +
+    `the first thing you said was: "My name is Ada.".`;
 }
 
 /** What the relay replayed to a stand-in connection: its items, without the relay's ids. */
@@ -497,8 +524,8 @@ Deno.test({
             const user = crypto.randomUUID();
             const session = newSession();
             const one = await connect(first, user, session);
-            const { answers, lastDone } = await converse(one);
-            await untilStored(pg, user, session, 7);
+            const conversation = await converse(one);
+            await untilStored(pg, user, session, 8);
             await one.close();
 
             const two = await connect(second, user, session);
@@ -506,49 +533,41 @@ Deno.test({
             assert.deepEqual(resumed, {
               type: "relay.session.resumed",
               session,
-              items: 7,
+              items: 8,
               skipped: 0,
             });
             assert.equal(two.events()[0]?.type, "relay.session.resumed", "nothing came before it");
             const upstream = sentUpstream(lastUpstream(openai));
+            // The configuration as session.updated showed it, less its read-only fields.
+            const shown = named(one, "session.updated").at(-1)!.session as Record<string, unknown>;
+            const { id: _id, object: _object, expires_at: _expires, model: _model, ...settable } =
+              shown;
+            assert.ok(_id !== undefined && _object !== undefined && _model !== undefined);
             assert.deepEqual(upstream[0], {
               type: "session.update",
               event_id: upstream[0]!.event_id,
-              session: {
-                type: "realtime",
-                instructions: "Answer in one short sentence.",
-                audio: (lastUpstream(openai).realtime!.session as { audio: unknown }).audio,
-                ...pickKeys(upstream[0]!.session as Record<string, unknown>, [
-                  "output_modalities",
-                  "tools",
-                  "tool_choice",
-                  "max_output_tokens",
-                  "tracing",
-                  "prompt",
-                  "truncation",
-                ]),
-              },
+              session: Object.fromEntries(
+                Object.entries(settable).filter(([k, v]) =>
+                  v !== null || k === "tracing" || k === "prompt"
+                ),
+              ),
             });
-            const restored = upstream[0]!.session as Record<string, unknown>;
-            for (const key of ["id", "object", "expires_at", "model"]) {
-              assert.equal(key in restored, false, `read-only ${key} is not sent back`);
-            }
-            assert.deepEqual(replayedItems(upstream), expectedReplay(answers));
+            assert.deepEqual((upstream[0]!.session as Record<string, unknown>).tools, [
+              WEATHER_TOOL,
+            ]);
+            assert.deepEqual(replayedItems(upstream), expectedReplay(conversation));
             assert.equal(upstream.at(-1)?.type, "input_audio_buffer.clear");
-            assert.equal(upstream.length, 1 + 7 + 1);
+            assert.equal(upstream.length, 1 + 8 + 1);
             // The new OpenAI session holds the conversation, and answers from all of it.
-            const conversation = lastUpstream(openai).realtime!;
-            assert.equal(conversation.session.instructions, "Answer in one short sentence.");
-            assert.equal(conversation.items.length, 7);
-            const next = await say(two, "What is my name?");
-            assert.ok(next.length > 0);
-            const nextDone = named(two, "response.done")[0]!;
-            assert.ok(
-              inputTokensOf(nextDone) > inputTokensOf(lastDone),
-              `the answer read the restored context (${inputTokensOf(nextDone)} input tokens, ${
-                inputTokensOf(lastDone)
-              } before the reconnect)`,
+            const restored = lastUpstream(openai).realtime!;
+            assert.equal(restored.session.instructions, INSTRUCTIONS);
+            assert.equal(restored.items.length, 8);
+            assert.equal(
+              await say(two, "What is my name?"),
+              rememberingAnswer("What is my name?"),
             );
+            const nextDone = named(two, "response.done")[0]!;
+            assert.ok(inputTokensOf(nextDone) > inputTokensOf(conversation.lastDone));
             for (const event of two.events()) {
               if (event.type === "relay.session.resumed") continue;
               if (!REPLAY_ANSWERS.has(event.type)) continue;
@@ -560,13 +579,13 @@ Deno.test({
             assert.deepEqual(pickKeys(telemetry[0]!, ["user", "session", "items", "skipped"]), {
               user,
               session,
-              items: 7,
+              items: 8,
               skipped: 0,
             });
             await two.close();
-            // Stored: the 7 restored items under their first ids, and the new turn after them.
-            const stored = await untilStored(pg, user, session, 9);
-            assert.deepEqual(stored.slice(7, 8), [
+            // Stored: the 8 restored items under their first ids, and the new turn after them.
+            const stored = await untilStored(pg, user, session, 10);
+            assert.deepEqual(stored.slice(8, 9), [
               {
                 type: "message",
                 role: "user",
@@ -859,7 +878,7 @@ Deno.test({
           );
           try {
             await converse(client);
-            await untilStored(pg, user, session, 7);
+            await untilStored(pg, user, session, 8);
             network.cut();
             await until(
               () => client.states.some((s) => s.state === "open" && s.why === "resumed"),
@@ -869,13 +888,19 @@ Deno.test({
             assert.deepEqual(client.states.find((s) => s.why === "resumed"), {
               state: "open",
               why: "resumed",
-              items: 7,
+              items: 8,
               skipped: 0,
             });
             assert.ok(client.states.some((s) => s.state === "reconnecting"));
+            assert.equal(
+              await say(client, "Are you still there?"),
+              rememberingAnswer("Are you still there?"),
+            );
             const after = eventsSince(client.events(), (e) => e.type === "relay.session.resumed");
-            await say(client, "Are you still there?");
-            assert.equal(after[0]?.type, "relay.session.resumed");
+            assert.ok(
+              after.every((e) => e.type !== "session.created" && e.type !== "session.updated"),
+              "none of the replay's answers reached the client",
+            );
           } finally {
             client.relay.close();
             await client.relay.closed;
@@ -900,7 +925,7 @@ Deno.test({
             session,
           );
           try {
-            const { answers, lastDone } = await converse(client);
+            const conversation = await converse(client);
             const second = await startRelayProcess(env);
             processes.push(second);
             network.target = second.port;
@@ -911,14 +936,16 @@ Deno.test({
             // Sent while reconnecting: the library holds it, the relay after the replay.
             send(client, userText("What is my name?"));
             send(client, { type: "response.create" });
-            await waitFor(client, "response.done", 4, 10_000);
+            const next = await waitFor(client, "response.done", 5, 10_000);
             const resumed = named(client, "relay.session.resumed");
             assert.deepEqual(resumed, [{
               type: "relay.session.resumed",
               session,
-              items: 7,
+              items: 8,
               skipped: 0,
             }]);
+            // The answer proves the context came back: it remembers the first thing said.
+            assert.equal(answerOf(next), rememberingAnswer("What is my name?"));
             // Between the restart notice and the resume, nothing of the replay reached the client.
             const events = client.events();
             const notice = events.findIndex((e) =>
@@ -939,16 +966,15 @@ Deno.test({
             assert.equal(upstream[0]?.type, "session.update");
             assert.equal(
               (upstream[0]!.session as Record<string, unknown>).instructions,
-              "Answer in one short sentence.",
+              INSTRUCTIONS,
             );
-            assert.deepEqual(replayedItems(upstream.slice(0, 8)), expectedReplay(answers));
-            assert.deepEqual(upstream.slice(8).map((e) => e.type), [
+            assert.deepEqual(replayedItems(upstream.slice(0, 9)), expectedReplay(conversation));
+            assert.deepEqual(upstream.slice(9).map((e) => e.type), [
               "input_audio_buffer.clear",
               "conversation.item.create",
               "response.create",
             ]);
-            const next = named(client, "response.done")[3]!;
-            assert.ok(inputTokensOf(next) > inputTokensOf(lastDone), "answered from the context");
+            assert.ok(inputTokensOf(next) > inputTokensOf(conversation.lastDone));
             assert.match(second.output(), /"event":"session.resumed"/);
           } finally {
             client.relay.close();
