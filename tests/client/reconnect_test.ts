@@ -8,81 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { RelayClientError } from "../../client/relay_client.js";
-import { type RelayUnderTest, startRelay } from "../helpers/relay_harness.ts";
 import { sleep } from "../helpers/ws_client.ts";
 import { errorEvent } from "../stand_ins/realtime_events.ts";
-import {
-  deadPort,
-  itemTexts,
-  record,
-  type Recorded,
-  startProxy,
-  type TcpProxy,
-  type Tokens,
-  tokensFrom,
-  userText,
-} from "./support.ts";
-
-interface Stack {
-  readonly relay: RelayUnderTest;
-  readonly proxy: TcpProxy;
-  readonly tokens: Tokens;
-  /** Starts a second relay on the same stand-ins (stopped by the stack). */
-  another(): Promise<RelayUnderTest>;
-  /** Records a client; the stack closes it if the test did not. */
-  client(options: Parameters<typeof record>[0]): Recorded;
-}
-
-/**
- * Runs `body` with a relay whose OpenAI stand-in speaks Realtime, a proxy in
- * front of it and fresh tokens; always stops clients, proxy and relays, in
- * that order, and reports the body's failure over a cleanup's.
- */
-async function withStack(
-  env: Record<string, string>,
-  body: (stack: Stack) => Promise<void>,
-): Promise<void> {
-  const relay = await startRelay({ env });
-  relay.openai.behaviour = { kind: "realtime" };
-  const proxy = startProxy(relay.port);
-  const others: RelayUnderTest[] = [];
-  const clients: Recorded[] = [];
-  const stack: Stack = {
-    relay,
-    proxy,
-    tokens: tokensFrom(relay.auth),
-    another: async () => {
-      const other = await startRelay({ env, auth: relay.auth, openai: relay.openai });
-      others.push(other);
-      return other;
-    },
-    client: (options) => {
-      const recorded = record(options);
-      clients.push(recorded);
-      return recorded;
-    },
-  };
-  let failure: unknown = null;
-  try {
-    await body(stack);
-  } catch (error) {
-    failure = error;
-  }
-  const steps = [
-    () => Promise.all(clients.map((c) => c.relay.close())),
-    () => proxy.close(),
-    ...others.map((other) => () => other.close()),
-    () => relay.close(),
-  ];
-  for (const step of steps) {
-    try {
-      await step();
-    } catch (error) {
-      failure ??= error;
-    }
-  }
-  if (failure !== null) throw failure;
-}
+import { deadPort, itemTexts, type Recorded, userText, withStack } from "./support.ts";
 
 /** The request line and the offered subprotocols of a proxied handshake. */
 function handshake(head: string): { line: string; protocols: string | undefined } {

@@ -15,6 +15,7 @@ import {
   type StateInfo,
 } from "../../client/relay_client.js";
 import type { AuthStandIn } from "../stand_ins/auth.ts";
+import { type RelayUnderTest, type StartOptions, startRelay } from "../helpers/relay_harness.ts";
 import { until, within } from "../helpers/ws_client.ts";
 
 /** The network between a client and a relay. */
@@ -326,4 +327,75 @@ export function userText(text: string): Record<string, unknown> {
     type: "conversation.item.create",
     item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
   };
+}
+
+/** A relay, the network in front of it and tokens, for one test. */
+export interface Stack {
+  readonly relay: RelayUnderTest;
+  readonly proxy: TcpProxy;
+  readonly tokens: Tokens;
+  /** Starts another relay on the same stand-ins (and settings); stopped by the stack. */
+  another(): Promise<RelayUnderTest>;
+  /** Records a client; the stack closes it if the test did not. */
+  client(options: ConnectOptions): Recorded;
+}
+
+/** How a stack's relays start: the harness's `startRelay`, or one with more wired in. */
+export type RelayStarter = (options: StartOptions) => Promise<RelayUnderTest>;
+
+/**
+ * Runs `body` with a relay whose OpenAI stand-in speaks Realtime, a proxy in
+ * front of it and fresh tokens; always stops clients, proxy and relays, in
+ * that order, and reports the body's failure over a cleanup's.
+ */
+export async function withStack(
+  env: Record<string, string>,
+  body: (stack: Stack) => Promise<void>,
+  start: RelayStarter = startRelay,
+): Promise<void> {
+  const relay = await start({ env });
+  relay.openai.behaviour = { kind: "realtime" };
+  const proxy = startProxy(relay.port);
+  const others: RelayUnderTest[] = [];
+  const clients: Recorded[] = [];
+  const stack: Stack = {
+    relay,
+    proxy,
+    tokens: tokensFrom(relay.auth),
+    another: async () => {
+      const other = await start({ env, auth: relay.auth, openai: relay.openai });
+      others.push(other);
+      return other;
+    },
+    client: (options) => {
+      const recorded = record(options);
+      clients.push(recorded);
+      return recorded;
+    },
+  };
+  let failure: unknown = null;
+  try {
+    await body(stack);
+  } catch (error) {
+    failure = error;
+  }
+  // Shut down before closing: features flush and let go of what they hold (a database pool).
+  const stop = (r: RelayUnderTest) => async () => {
+    await r.relay.shutdown();
+    await r.close();
+  };
+  const steps = [
+    () => Promise.all(clients.map((c) => c.relay.close())),
+    () => proxy.close(),
+    ...others.map(stop),
+    stop(relay),
+  ];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (error) {
+      failure ??= error;
+    }
+  }
+  if (failure !== null) throw failure;
 }
