@@ -50,16 +50,19 @@ export async function startEmbeddedPostgres(
   options: EmbeddedPostgresOptions,
 ): Promise<EmbeddedPostgres> {
   const { dataDir } = options;
-  if (options.fresh) await wipeDataDir(dataDir);
-  const created = !(await exists(`${dataDir}/PG_VERSION`));
-  await Deno.mkdir(dataDir, { recursive: true });
+  const lock = await lockDataDir(dataDir);
   let db: PGlite;
+  let created: boolean;
   try {
+    if (options.fresh) await wipeDataDir(dataDir);
+    created = !(await exists(`${dataDir}/PG_VERSION`));
+    await Deno.mkdir(dataDir, { recursive: true });
     db = await PGlite.create({ dataDir });
   } catch (error) {
+    lock.close();
     throw new Error(
-      `the embedded database in ${dataDir} did not open (${describe(error)}); ` +
-        "another deno task dev may be using it, or run deno task dev --fresh to start over",
+      `the embedded database in ${dataDir} did not open: ${describe(error)}` +
+        " (deno task dev --fresh starts it over)",
     );
   }
 
@@ -100,6 +103,7 @@ export async function startEmbeddedPostgres(
     });
   } catch (error) {
     await db.close().catch(() => {});
+    lock.close();
     throw error;
   }
 
@@ -112,13 +116,56 @@ export async function startEmbeddedPostgres(
     db,
     close: () =>
       closing ??= (async () => {
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         queue.close();
         for (const socket of sockets.values()) socket.destroy();
-        await Promise.all([stopped, ...closedSockets]);
+        await Promise.all(closedSockets);
+        await stopListening(server);
         await db.close().catch(() => {});
+        lock.close();
       })(),
   };
+}
+
+/** How long a start waits for another process's hold on the data folder. */
+const LOCK_WAIT_MS = 1500;
+
+/**
+ * Holds an exclusive lock on `<dataDir>.lock` (beside the folder, so `fresh`
+ * keeps it) while the database is open: PGlite has no postmaster.pid, and two
+ * processes writing one folder would corrupt it. The OS drops the lock when
+ * the process ends, however it ends.
+ */
+async function lockDataDir(dataDir: string): Promise<Deno.FsFile> {
+  const path = `${dataDir.replace(/\/+$/, "")}.lock`;
+  await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
+  const file = await Deno.open(path, { create: true, write: true });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const locked = await Promise.race([
+    file.lock(true).then(() => true),
+    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), LOCK_WAIT_MS))),
+  ]).finally(() => clearTimeout(timer));
+  if (!locked) {
+    // Closing the file also ends the lock request that is still waiting.
+    file.close();
+    throw new Error(
+      `the embedded database in ${dataDir} is in use by another process (another deno task dev?)`,
+    );
+  }
+  return file;
+}
+
+/**
+ * Closes the listener. Deno 2.1.4's `node:net` never calls `close`'s callback
+ * once the server has accepted a connection, though the listener does close
+ * (a new connection is refused): so wait for the callback only briefly.
+ */
+async function stopListening(server: Server): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    new Promise<void>((resolve) => server.close(() => resolve())),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, 250))),
+  ]);
+  clearTimeout(timer);
 }
 
 function listen(server: Server, port: number): Promise<number> {

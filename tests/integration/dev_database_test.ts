@@ -98,6 +98,25 @@ Deno.test("startEmbeddedPostgres keeps the data across restarts, and fresh wipes
   });
 });
 
+Deno.test("startEmbeddedPostgres refuses a data folder another start holds, until it is closed", async () => {
+  await withDataDir(async (dataDir) => {
+    const first = await startEmbeddedPostgres({ dataDir });
+    try {
+      await assert.rejects(
+        startEmbeddedPostgres({ dataDir, fresh: true }),
+        /is in use by another process/,
+      );
+      assert.equal(first.created, true);
+    } finally {
+      await first.close();
+    }
+    // Its data was not wiped by the refused fresh start.
+    const second = await startEmbeddedPostgres({ dataDir });
+    assert.equal(second.created, false);
+    await second.close();
+  });
+});
+
 Deno.test("wipeDataDir deletes only a database folder", async () => {
   const dir = await Deno.makeTempDir({ prefix: "relay-devdb-" });
   try {
