@@ -33,6 +33,8 @@ function freshVoice() {
     /** Microphone level (RMS of the last chunk, 0..1). */
     level: 0,
     vad: false,
+    /** The session's VAD interrupts answers itself (turn_detection.interrupt_response). */
+    serverInterrupts: false,
     appendsSent: 0,
     /** PCM16 bytes sent in input_audio_buffer.append, over the connection. */
     bytesSent: 0,
@@ -408,6 +410,12 @@ function handleEvent(event) {
     case "session.created":
       if (voiceRoute) configureSession();
       break;
+    case "session.updated": {
+      const td = event.session?.audio?.input?.turn_detection;
+      // With it, OpenAI cancels an answer itself when VAD hears speech start.
+      demo.voice.serverInterrupts = Boolean(td?.type) && td.interrupt_response !== false;
+      break;
+    }
     case "error":
       onError(event.error ?? {});
       break;
@@ -1127,7 +1135,7 @@ const voice = (() => {
      * if it is still coming, and truncate the item to what was heard, so the
      * model's context holds no words the user never heard.
      */
-    bargeIn() {
+    bargeIn({ serverCancelled = false } = {}) {
       const responseId = activeResponse;
       // Playing now, or (the network behind the model) an answer with nothing audible yet.
       const item = audio.playing() ??
@@ -1139,8 +1147,10 @@ const voice = (() => {
       audio.stopPlayback();
       if (responseId && !cancelled.has(responseId)) {
         cancelled.add(responseId);
-        send({ type: "response.cancel", response_id: responseId });
-        demo.voice.cancels++;
+        // A cancel the server already made would only come back as an error.
+        if (!serverCancelled && send({ type: "response.cancel", response_id: responseId })) {
+          demo.voice.cancels++;
+        }
       }
       if (item) {
         item.playedMs = heard;
@@ -1187,7 +1197,7 @@ const voice = (() => {
     },
 
     speechStarted() {
-      this.bargeIn();
+      this.bargeIn({ serverCancelled: demo.voice.serverInterrupts });
       hearing = true;
     },
 

@@ -84,7 +84,7 @@ interface DemoState {
   };
   usage: { metering: string } | null;
   refusals: { message: string; param: string | null; eventId: string | null }[];
-  voice: VoiceState;
+  voice: VoiceState & { vad: boolean; serverInterrupts: boolean };
 }
 
 function demoState(page: Page): Promise<DemoState> {
@@ -100,9 +100,13 @@ async function waitFor(page: Page, condition: string, timeout = 10_000): Promise
   return await demoState(page);
 }
 
-/** A mono 16-bit WAV: `tone` Hz in syllable-like bursts, so noise suppression keeps it. */
-export function toneWav(rate: number, ms: number, toneHz: number): Uint8Array {
-  const n = Math.round((rate * ms) / 1000);
+/**
+ * A mono 16-bit WAV: `toneHz` in syllable-like bursts for `ms` (so noise
+ * suppression keeps it), then `silenceMs` of digital silence.
+ */
+export function toneWav(rate: number, ms: number, toneHz: number, silenceMs = 0): Uint8Array {
+  const voiced = Math.round((rate * ms) / 1000);
+  const n = voiced + Math.round((rate * silenceMs) / 1000);
   const out = new Uint8Array(44 + n * 2);
   const v = new DataView(out.buffer);
   const ascii = (at: number, s: string) => {
@@ -121,7 +125,7 @@ export function toneWav(rate: number, ms: number, toneHz: number): Uint8Array {
   v.setUint16(34, 16, true);
   ascii(36, "data");
   v.setUint32(40, n * 2, true);
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < voiced; i++) {
     const t = i / rate;
     // Four bursts a second, never quite silent (0.35..1).
     const envelope = 0.675 - 0.325 * Math.cos(2 * Math.PI * 4 * t);
@@ -513,6 +517,82 @@ Deno.test({
         const received = turnAudio(standInEvents(stack), 0);
         assert.equal(await sha256Hex(received), state.voice.turns[0]!.sha256);
       });
+    } finally {
+      await browser?.close();
+      await stack.close(2000);
+      await Deno.remove(wavPath).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "voice demo in Chromium: hands-free turns by server VAD, and barge-in by speaking",
+  fn: async () => {
+    // Speech, then silence long enough for the VAD to end the turn; looped by Chromium.
+    const wavPath = await Deno.makeTempFile({ prefix: "relay-voice-vad-", suffix: ".wav" });
+    await Deno.writeFile(wavPath, toneWav(48_000, 1000, TONE_HZ, 1500));
+    const stack = await startDevStack({
+      ports: { relay: 0, demo: 0, auth: 0, openai: 0 },
+      telemetry: () => {},
+    });
+    let browser: Browser | undefined;
+    try {
+      // The stand-in's energy VAD stands in for OpenAI's (its rules: realtime_events.ts).
+      stack.openai!.vad = true;
+      stack.openai!.pace = "realtime";
+      stack.openai!.transcripts.push(...SAID);
+      browser = await launch(wavPath);
+      const page = await openDemo(browser, stack);
+      await page.check("#vad");
+      let state = await waitFor(page, "d.voice.serverInterrupts");
+      assert.equal(await page.isDisabled("#talk"), true, "no push-to-talk while hands-free");
+      const update = standInEvents(stack).filter((e) => e.type === "session.update").at(-1)!;
+      assert.equal(
+        (update.session as { audio: { input: { turn_detection: { type: string } } } }).audio
+          .input.turn_detection.type,
+        "server_vad",
+      );
+
+      // A VAD turn gets an answer; the next burst of speech interrupts one.
+      state = await waitFor(page, "d.voice.truncates.length >= 1", 20_000);
+      const types = state.received.map((m) => m.type);
+      for (const type of ["speech_started", "speech_stopped", "committed"]) {
+        assert.ok(types.includes(`input_audio_buffer.${type}`), `input_audio_buffer.${type}`);
+      }
+      const events = standInEvents(stack);
+      assert.equal(events.filter((e) => e.type === "input_audio_buffer.commit").length, 0);
+      assert.ok(state.voice.appendsSent > 0 && state.voice.turns.length === 0);
+      assert.equal(state.transcripts.user[0]?.text, SAID[0]);
+      const latency = state.voice.latencies[0]!;
+      measured(`hands-free: speech_stopped to first audio delta ${latency} ms`);
+      assert.ok(latency >= 0 && latency < 2000);
+
+      const truncate = state.voice.truncates[0]!;
+      const answer = state.voice.playback.find((p) => p.itemId === truncate.item_id)!;
+      measured(
+        `hands-free barge-in: truncate at ${truncate.audio_end_ms} of ` +
+          `${truncate.scheduledMs} ms scheduled`,
+      );
+      const wall = truncate.sinceFirstAudioMs - answer.leadMs - answer.gapMs;
+      assert.ok(Math.abs(truncate.audio_end_ms - (wall - truncate.audioClockLagMs)) <= 25);
+      assert.ok(truncate.audio_end_ms > 0 && truncate.audio_end_ms <= truncate.scheduledMs);
+      await waitFor(page, "d.received.some((m) => m.type === 'conversation.item.truncated')");
+      const cut = standInEvents(stack).find((e) => e.type === "conversation.item.truncate");
+      assert.deepEqual(cut, {
+        type: "conversation.item.truncate",
+        item_id: truncate.item_id,
+        content_index: 0,
+        audio_end_ms: truncate.audio_end_ms,
+      });
+      // interrupt_response: OpenAI cancels the answer itself; a second cancel would be an error.
+      assert.equal(events.filter((e) => e.type === "response.cancel").length, 0);
+      state = await demoState(page);
+      assert.ok(
+        !state.received.some((m) => m.type === "error"),
+        `no error came back: ${
+          state.received.filter((m) => m.type === "error").map((m) => m.text)
+        }`,
+      );
     } finally {
       await browser?.close();
       await stack.close(2000);
