@@ -52,6 +52,7 @@ export type Usage = Readonly<Record<string, unknown>>;
 const RESPONSE_DONE = "response.done";
 const TRANSCRIPTION_COMPLETED = "conversation.item.input_audio_transcription.completed";
 const SESSION_EVENTS = new Set(["session.created", "session.updated"]);
+const METERED_TYPES = [RESPONSE_DONE, TRANSCRIPTION_COMPLETED, ...SESSION_EVENTS];
 
 /** Whether `type` is one metering reads (so only those messages are parsed). */
 export function isMeteredType(type: string | null): boolean {
@@ -59,13 +60,33 @@ export function isMeteredType(type: string | null): boolean {
     (type !== null && SESSION_EVENTS.has(type));
 }
 
+/** How OpenAI opens every event: `type` first, no whitespace. */
+const OPENING = '{"type":"';
+
+/**
+ * The metered type a message opens with, read without copying anything in
+ * the common case (`{"type":"...` exactly, as OpenAI writes every event);
+ * otherwise by {@linkcode sniffType}.
+ */
+function meteredTypeOf(message: string): string | null {
+  if (!message.startsWith(OPENING)) {
+    const type = sniffType(message);
+    return isMeteredType(type) ? type : null;
+  }
+  const at = OPENING.length;
+  for (const type of METERED_TYPES) {
+    if (message.startsWith(type, at) && message.charCodeAt(at + type.length) === 0x22) return type;
+  }
+  return null;
+}
+
 /**
  * What metering needs from an upstream text message, or `null` for every
  * other message (and for malformed ones: a relay never fails on them).
  */
 export function meteredEventOf(message: string): MeteredEvent | null {
-  const type = sniffType(message);
-  if (!isMeteredType(type)) return null;
+  const type = meteredTypeOf(message);
+  if (type === null) return null;
   let event: unknown;
   try {
     event = JSON.parse(message);
