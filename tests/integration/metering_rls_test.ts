@@ -7,12 +7,28 @@
  */
 import assert from "node:assert/strict";
 import { meteringEnv, say, usageRows } from "../helpers/metering.ts";
-import { postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.ts";
+import {
+  applyMigrations,
+  postgresUnavailable,
+  startPostgres,
+  type TestPostgres,
+} from "../helpers/postgres.ts";
 import { startRelay } from "../helpers/relay_harness.ts";
 import { TestClient } from "../helpers/ws_client.ts";
 import { startOpenAIStandIn } from "../stand_ins/openai.ts";
 
 const skip = postgresUnavailable();
+
+/**
+ * What a Supabase project grants the API roles on everything created in
+ * `public` (its default privileges), so that the migration's revokes are
+ * proven against them rather than against plain PostgreSQL's narrower defaults.
+ */
+const SUPABASE_DEFAULT_PRIVILEGES = `
+  alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
+  alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
+  alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
+`;
 
 /** Runs `sql` the way PostgREST does for a request with `claims`: one transaction, role set. */
 function as(pg: TestPostgres, role: string, claims: Record<string, unknown> | null, sql: string) {
@@ -28,7 +44,11 @@ Deno.test({
   name: "metering schema under row level security",
   ignore: skip !== null,
   fn: async (t) => {
-    const pg = await startPostgres();
+    const pg = await startPostgres({ migrate: false });
+    const standIn = new URL("../sql/supabase_stand_in.sql", import.meta.url);
+    await pg.psql(await Deno.readTextFile(standIn));
+    await pg.psql(SUPABASE_DEFAULT_PRIVILEGES);
+    await applyMigrations(pg.url);
     const alice = crypto.randomUUID();
     const bob = crypto.randomUUID();
     const aliceClaims = { sub: alice, role: "authenticated" };
@@ -91,6 +111,26 @@ Deno.test({
       });
 
       await t.step("anon and service_role neither read nor write metering", async () => {
+        // The default privileges are in force here: a new public function is anyone's...
+        await pg.psql(
+          "create function public.relay_probe() returns int language sql as 'select 1'",
+        );
+        assert.equal(
+          await pg.psql("select has_function_privilege('anon', 'public.relay_probe()', 'execute')"),
+          "t\n",
+        );
+        // ...but the migration took the summary back from everyone except signed-in users.
+        for (
+          const [role, allowed] of [["anon", "f"], ["service_role", "f"], ["authenticated", "t"]]
+        ) {
+          assert.equal(
+            await pg.psql(
+              `select has_function_privilege('${role}', 'public.relay_usage_summary()', 'execute')`,
+            ),
+            `${allowed}\n`,
+            role,
+          );
+        }
         for (const role of ["anon", "service_role"]) {
           for (
             const sql of [
