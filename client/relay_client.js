@@ -8,18 +8,22 @@
  * `relay.session.resumed`. Plain ES module with JSDoc types and no
  * dependencies: browsers load it as is; Deno; Node >= 20 with the `ws` package
  * (passed in, or found by `import("ws")`; Node 22+ has a global WebSocket).
+ * It never logs anything, and never puts the token in an error or a state.
  *
- * @example Six lines in an app
+ * @example In an app
  * ```js
  * import { connect } from "./client/relay_client.js";
  * const relay = connect({
  *   url: "wss://<project>.supabase.co/functions/v1/relay",
  *   getToken: async () => (await supabase.auth.getSession()).data.session.access_token,
- *   onEvent: (event) => console.log(event.type), // every OpenAI server event, parsed
+ *   onEvent: (event) => console.log(event), // every OpenAI server event, parsed
  *   onState: (state, info) => console.log(state, info.why),
  * });
  * relay.send({ type: "response.create" }); // held until the session is ready
  * ```
+ *
+ * `relay.session` is the conversation's id: store it and pass it as `session`
+ * to continue the conversation from a new page (with `RELAY_RESUME=on`).
  *
  * When it reconnects (see {@linkcode closeDecision}): `1012` (relay
  * restarting), `1001`, `1006` after the socket opened (dropped network, or a
@@ -33,12 +37,15 @@
  *
  * Refusals: a browser cannot see a refused handshake's HTTP status, so a
  * connection that closes before it opens counts as refused. On the first
- * connection that ends it (`closed`, why `"refused"`: a bad token, a spent
- * budget, a wrong URL or an unreachable relay; the app decides). While
- * reconnecting it is one more failed attempt, retried with backoff up to
- * `maxAttempts` in a row (a network still down, or the brief `429`/`503` the
- * relay's caps give at once after a restart), then `closed` with why
- * `"gave_up"`.
+ * connection that ends the conversation (`closed`, why `"refused"`: a bad
+ * token, a spent budget, a wrong URL or an unreachable relay; the app
+ * decides). While reconnecting it is one more failed attempt, retried with
+ * backoff up to `maxAttempts` in a row (a network still down, or the brief
+ * `429`/`503` the relay's caps give at once after a restart), then `closed`
+ * with why `"gave_up"`.
+ *
+ * Messages handed to a socket just before it dropped may be lost (nothing
+ * acknowledges them); what the relay had saved is restored by a resume.
  * @module
  */
 
@@ -400,7 +407,7 @@ export class RelayConnection {
   #session;
   /** @type {RelayState} */
   #state = "connecting";
-  /** @type {(string | ArrayBuffer | ArrayBufferView)[]} */
+  /** Messages waiting for a ready session, with their sizes. @type {{ data: string | ArrayBuffer, size: number }[]} */
   #held = [];
   #heldBytes = 0;
   /** Reconnect attempts in a row without a ready session. */
@@ -531,7 +538,8 @@ export class RelayConnection {
           `(${this.#heldBytes} of ${this.#options.maxHeldBytes} held)`,
       );
     }
-    this.#held.push(message);
+    // Binary is copied: the app may reuse its buffer (an audio chunk) before this goes out.
+    this.#held.push({ data: typeof message === "string" ? message : copyBytes(message), size });
     this.#heldBytes += size;
   }
 
@@ -712,16 +720,18 @@ export class RelayConnection {
     attempt.ready = true;
     this.#established = true;
     this.#attempts = 0;
-    while (this.#held.length > 0 && socket.readyState === OPEN) {
-      const message = /** @type {string | ArrayBuffer | ArrayBufferView} */ (this.#held[0]);
+    let sent = 0;
+    for (const { data, size } of this.#held) {
+      if (socket.readyState !== OPEN) break;
       try {
-        socket.send(message);
+        socket.send(data);
       } catch {
         break; // the socket is going; the rest waits for the next one
       }
-      this.#held.shift();
-      this.#heldBytes -= messageBytes(message);
+      sent++;
+      this.#heldBytes -= size;
     }
+    this.#held.splice(0, sent);
     /** @type {Omit<StateInfo, "session" | "attempt">} */
     const info = resumed
       ? {
@@ -912,8 +922,19 @@ function isLowSurrogate(unit) {
  * @returns {ArrayBuffer | null}
  */
 function toArrayBuffer(data) {
-  if (!ArrayBuffer.isView(data)) return null;
-  const copy = new Uint8Array(data.byteLength);
-  copy.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  return ArrayBuffer.isView(data) ? copyBytes(data) : null;
+}
+
+/**
+ * A copy of `data`'s bytes in a new ArrayBuffer.
+ * @param {ArrayBuffer | ArrayBufferView} data
+ * @returns {ArrayBuffer}
+ */
+function copyBytes(data) {
+  const source = data instanceof ArrayBuffer
+    ? new Uint8Array(data)
+    : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const copy = new Uint8Array(source.byteLength);
+  copy.set(source);
   return /** @type {ArrayBuffer} */ (copy.buffer);
 }
