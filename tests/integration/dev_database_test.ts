@@ -59,7 +59,7 @@ Deno.test("startEmbeddedPostgres serves a pool of 3 without mixing one connectio
   });
 });
 
-Deno.test("startEmbeddedPostgres keeps the data across restarts, and fresh wipes it", async () => {
+Deno.test("startEmbeddedPostgres keeps the data across restarts, refuses a second user of the folder, and fresh wipes it", async () => {
   await withDataDir(async (dataDir) => {
     const readBack = async (fresh: boolean) => {
       const db = await startEmbeddedPostgres({ dataDir, fresh });
@@ -79,6 +79,11 @@ Deno.test("startEmbeddedPostgres keeps the data across restarts, and fresh wipes
     let run = await readBack(false);
     assert.equal(run.created, true);
     assert.deepEqual(run.notes, []);
+    // While it is open, no other start may use the folder, nor wipe it.
+    await assert.rejects(
+      startEmbeddedPostgres({ dataDir, fresh: true }),
+      /is in use by another process/,
+    );
     await run.sql`create table kept (note text)`;
     await run.sql`insert into kept values ('written before the restart')`;
     await run.sql.end({ timeout: 1 });
@@ -95,25 +100,6 @@ Deno.test("startEmbeddedPostgres keeps the data across restarts, and fresh wipes
     assert.deepEqual(run.notes, []);
     await run.sql.end({ timeout: 1 });
     await run.db.close();
-  });
-});
-
-Deno.test("startEmbeddedPostgres refuses a data folder another start holds, until it is closed", async () => {
-  await withDataDir(async (dataDir) => {
-    const first = await startEmbeddedPostgres({ dataDir });
-    try {
-      await assert.rejects(
-        startEmbeddedPostgres({ dataDir, fresh: true }),
-        /is in use by another process/,
-      );
-      assert.equal(first.created, true);
-    } finally {
-      await first.close();
-    }
-    // Its data was not wiped by the refused fresh start.
-    const second = await startEmbeddedPostgres({ dataDir });
-    assert.equal(second.created, false);
-    await second.close();
   });
 });
 
