@@ -60,7 +60,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       "--no-sync",
     ]),
   );
-  const port = await freePort();
+  const port = freePort();
   const url = `postgresql://postgres@127.0.0.1:${port}/postgres`;
   const start = () =>
     run(asPostgres([
@@ -193,7 +193,7 @@ function findBinDir(): string | null {
   return null;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
