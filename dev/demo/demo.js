@@ -18,6 +18,8 @@ const MIN_COMMIT_BYTES = (AUDIO_RATE / 10) * 2;
 const PLAYBACK_LEAD_S = 0.05;
 /** After each underrun the lead doubles, up to this (a small adaptive jitter buffer). */
 const MAX_PLAYBACK_LEAD_S = 0.2;
+/** How long after a response.done the usage panel reads again (the relay writes it meanwhile). */
+const USAGE_FOLLOW_UP_MS = 1500;
 /** Input transcription model asked for in session.update (the stand-in accepts any). */
 const TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe";
 
@@ -456,7 +458,7 @@ function handleEvent(event) {
       break;
     case "response.done":
       voice.responseDone(event.response?.id ?? null);
-      void refreshUsage();
+      refreshUsageSoon();
       break;
   }
 }
@@ -476,7 +478,7 @@ function onError(error) {
           `the connection (${error.close_code} budget_exceeded). It renews when the period ends.`,
       );
       $("usage-state").textContent = "budget spent";
-      void refreshUsage();
+      refreshUsageSoon();
     } else {
       showBanner(
         error.close_code === 1012 ? "info" : "bad",
@@ -1191,6 +1193,19 @@ function dollars(micros) {
   if (micros === null || micros === undefined) return "unlimited";
   const usd = micros / 1_000_000;
   return `$${usd.toFixed(Math.abs(usd) < 1 ? 4 : 2)}`;
+}
+
+let usageFollowUp = null;
+
+/**
+ * Reads usage now and once more a moment later: the relay records a
+ * response's cost after it has passed it on, so a read at response.done can
+ * come before the write.
+ */
+function refreshUsageSoon() {
+  void refreshUsage();
+  clearTimeout(usageFollowUp);
+  usageFollowUp = setTimeout(() => void refreshUsage(), USAGE_FOLLOW_UP_MS);
 }
 
 async function refreshUsage({ refused = false } = {}) {

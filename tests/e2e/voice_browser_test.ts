@@ -12,7 +12,7 @@ import { CHROMIUM, chromiumPresent } from "./chromium.ts";
 const SKIP = Deno.env.get("RELAY_E2E_BROWSER") === "skip";
 const SUITE = new URL("./voice_suite.ts", import.meta.url);
 const REPO_ROOT = new URL("../../", import.meta.url);
-/** The suite takes about 25 s; this bounds a hung browser. */
+/** The suite takes about 30 s; this bounds a hung browser. */
 const SUITE_TIMEOUT_MS = 90_000;
 
 if (SKIP) console.log("voice browser e2e: skipped because RELAY_E2E_BROWSER=skip");

@@ -84,6 +84,7 @@ interface DemoState {
     assistant: { itemId: string | null; text: string; kind: string }[];
   };
   usage: { metering: string } | null;
+  banner: { kind: string; text: string } | null;
   refusals: { message: string; param: string | null; eventId: string | null }[];
   voice: VoiceState & { vad: boolean; serverInterrupts: boolean };
 }
@@ -568,6 +569,73 @@ Deno.test({
       await browser?.close();
       await stack.close(2000);
       await Deno.remove(wavPath).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "voice demo in Chromium: the usage panel, and a spent budget explained",
+  fn: async (t) => {
+    const wavPath = await Deno.makeTempFile({ prefix: "relay-voice-", suffix: ".wav" });
+    await Deno.writeFile(wavPath, toneWav(48_000, CLIP_MS, TONE_HZ));
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-voice-db-" });
+    // One spoken turn spends this (the stand-in prices audio by its duration, as OpenAI does).
+    const stack = await startDevStack({
+      ports: { relay: 0, demo: 0, auth: 0, openai: 0, db: 0 },
+      env: { RELAY_METERING: "on", RELAY_BUDGET_USD: "0.001" },
+      dataDir,
+      fresh: true,
+      telemetry: () => {},
+    });
+    let browser: Browser | undefined;
+    try {
+      browser = await launch(wavPath);
+      const page = await openDemo(browser, stack);
+
+      await t.step("on connect the panel shows the period's spend and limit", async () => {
+        const state = await waitFor(page, "d.usage !== null");
+        assert.equal(state.usage?.metering, "on");
+        assert.equal(await page.textContent("#usage-state"), "metering on");
+        assert.equal(await page.textContent("#usage-spent"), "$0.0000");
+        assert.equal(await page.textContent("#usage-limit"), "$0.0010");
+        assert.equal(await page.textContent("#usage-remaining"), "$0.0010");
+      });
+
+      await t.step("a turn that spends the budget: 4002 and why, in words", async () => {
+        await page.keyboard.down("Space");
+        await sleep(CLIP_MS);
+        await page.keyboard.up("Space");
+        const state = await waitFor(page, "d.state === 'closed'", 15_000);
+        assert.deepEqual(
+          [state.relayClose?.closeCode, state.relayClose?.code],
+          [4002, "budget_exceeded"],
+        );
+        measured(`budget: the browser reported ${state.closeCode}; the page shows 4002`);
+        assert.match(await page.textContent("#close-code") ?? "", /^4002\b/);
+        assert.equal(await page.textContent("#close-reason"), "budget_exceeded");
+        assert.match(await page.textContent("#banner") ?? "", /^Budget spent: .*4002/);
+        // The relay writes the cost after relaying the answer; the panel reads it again shortly.
+        const after = await waitFor(page, "d.usage?.spent_micros >= 1000", 5000);
+        const usage = after.usage as unknown as { spent_micros: number; limit_micros: number };
+        measured(`budget: ${usage.spent_micros} micros spent of ${usage.limit_micros}`);
+        assert.equal(usage.limit_micros, 1000);
+        assert.equal(await page.textContent("#usage-state"), "budget spent");
+        assert.equal(await page.textContent("#usage-remaining"), "$0.0000");
+        assert.match(await page.textContent("#usage-spent") ?? "", /^\$0\.\d{4}$/);
+      });
+
+      await t.step("connecting again is refused, and the page says it is the budget", async () => {
+        await page.click("#connect");
+        const state = await waitFor(page, "d.state === 'closed' && d.banner !== null");
+        assert.equal(state.opened, false);
+        assert.equal(state.closeCode, 1006, "a refused upgrade is all a browser sees");
+        assert.match(await page.textContent("#banner") ?? "", /refused.*429 budget_exceeded/);
+      });
+    } finally {
+      await browser?.close();
+      await stack.close(2000);
+      await Deno.remove(wavPath).catch(() => {});
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     }
   },
 });
