@@ -1,7 +1,7 @@
 /**
- * Serves the demo page and the dev-only routes it needs: a dev token from the
- * Auth stand-in, the relay's address, and the signed-in user's usage. Never
- * part of the function.
+ * Serves the demo page, the client library it imports, and the dev-only routes
+ * it needs: a dev token from the Auth stand-in, the relay's address, and the
+ * signed-in user's usage. Never part of the function.
  * @module
  */
 import type { TokenVerifier } from "../supabase/functions/_shared/auth/verify.ts";
@@ -27,7 +27,16 @@ export interface DemoConfig {
   readonly usage?: UsageConfig | null;
   /** The folder the page's files are served from. @default dev/demo/ */
   readonly staticDir?: URL;
+  /** The client library the page imports. @default client/relay_client.js */
+  readonly clientLibrary?: URL;
 }
+
+/**
+ * Where the page imports the client library from. The library lives outside
+ * dev/demo/ (it is the repository's, not the demo's), so this one path names
+ * that one file and nothing else of its folder is served.
+ */
+export const CLIENT_LIBRARY_PATH = "/client/relay_client.js";
 
 /** Content types by file extension; a file with any other extension is not served. */
 export const STATIC_TYPES: Readonly<Record<string, string>> = {
@@ -71,6 +80,8 @@ const NO_STORE = { "cache-control": "no-store" };
 /** Builds the demo server's request handler. */
 export function demoHandler(config: DemoConfig): (request: Request) => Promise<Response> {
   const staticDir = config.staticDir ?? new URL("./demo/", import.meta.url);
+  const clientLibrary = config.clientLibrary ??
+    new URL("../client/relay_client.js", import.meta.url);
   return async (request) => {
     const { pathname } = new URL(request.url);
     if (pathname === "/dev/config" && request.method === "GET") {
@@ -83,22 +94,32 @@ export function demoHandler(config: DemoConfig): (request: Request) => Promise<R
       return await usage(config.usage ?? null, request);
     }
     if (pathname === "/favicon.ico") return new Response(null, { status: 204 });
+    if (pathname === CLIENT_LIBRARY_PATH && request.method === "GET") {
+      const found = await fileResponse(clientLibrary, STATIC_TYPES[".js"]!);
+      if (found) return found;
+    }
     const asset = request.method === "GET" ? staticFileFor(pathname) : null;
     if (asset) {
-      try {
-        // lstat: a symlink in the folder is not followed out of it.
-        const info = await Deno.lstat(new URL(asset.file, staticDir));
-        if (info.isFile) {
-          // Read per request so edits to the page show on reload.
-          const body = await Deno.readFile(new URL(asset.file, staticDir));
-          return new Response(body, { headers: { "content-type": asset.type, ...NO_STORE } });
-        }
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      }
+      const found = await fileResponse(new URL(asset.file, staticDir), asset.type);
+      if (found) return found;
     }
     return Response.json({ error: "not_found" }, { status: 404 });
   };
+}
+
+/** The file at `url` as a `type` response, or `null` when it is not a regular file. */
+async function fileResponse(url: URL, type: string): Promise<Response | null> {
+  try {
+    // lstat: a symlink in the folder is not followed out of it.
+    const info = await Deno.lstat(url);
+    if (!info.isFile) return null;
+    // Read per request so edits to the page (and the library) show on reload.
+    const body = await Deno.readFile(url);
+    return new Response(body, { headers: { "content-type": type, ...NO_STORE } });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
 }
 
 /** Signs in a named test user at the stand-in; body `{email?, expiresInS?}`. */
