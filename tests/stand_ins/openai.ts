@@ -226,6 +226,9 @@ class StandIn implements OpenAIStandIn {
       } catch {
         return; // listener closed
       }
+      // OpenAI's servers answer without Nagle's delay; with it, events written
+      // back to back waited on delayed ACKs (30-40 ms pauses inside one answer).
+      (conn as Deno.TcpConn).setNoDelay(true);
       this.#conns.add(conn);
       const h: Promise<void> = this.#handle(conn)
         .catch(() => {})
