@@ -107,6 +107,14 @@ export interface DevStack {
   readonly ports: DevPorts;
   /** Human sentences about fallbacks (a taken port). */
   readonly notes: string[];
+  /**
+   * Restarts the relay as the platform recycles a worker: the running relay
+   * shuts down (clients get 1012; what it holds is flushed to the database),
+   * bounded by `graceMs`, then a new relay handler with the same settings
+   * serves the same port and database. `relay` is the new one afterwards.
+   * Connections that arrive while the old one drains get its 1012 too.
+   */
+  restartRelay(graceMs?: number): Promise<void>;
   /** Closes clients with 1012 (bounded by `graceMs`), then stops every server. */
   close(graceMs?: number): Promise<void>;
 }
@@ -229,12 +237,20 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       ...(embedded ? { RELAY_DATABASE_URL: embedded.url } : {}),
     };
     const settings = parseSettings(relayEnv);
-    const relay = createRelayHandler(settings, {
+    const relayDeps: RelayDeps = {
       ...(options.telemetry
         ? { telemetry: createTelemetry(settings.logLevel, options.telemetry) }
         : {}),
       ...options.deps,
-    });
+    };
+    let relay = createRelayHandler(settings, relayDeps);
+    /** Waits for the relay to shut down, at most `graceMs`. */
+    const shutDownRelay = async (graceMs: number) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+      await Promise.race([relay.shutdown(), grace]);
+      clearTimeout(timer);
+    };
 
     const serve = (name: string, port: number, handler: Deno.ServeHandler) =>
       bindWithFallback(name, port, notes, (p) => {
@@ -251,7 +267,8 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
         });
         return server.addr.port;
       });
-    const relayPort = await serve("the relay", want.relay, relay.handler);
+    // Through `relay`, so a restart swaps the handler behind the same port.
+    const relayPort = await serve("the relay", want.relay, (request) => relay.handler(request));
     const relayUrl = `ws://${HOST}:${relayPort}`;
     let usage = null;
     if (settings.metering && settings.databaseUrl !== null) {
@@ -275,7 +292,9 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
     );
 
     return {
-      relay,
+      get relay() {
+        return relay;
+      },
       settings,
       auth,
       openai,
@@ -290,11 +309,12 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
         db: embedded?.port ?? 0,
       },
       notes,
+      restartRelay: async (graceMs = 4000) => {
+        await shutDownRelay(graceMs);
+        relay = createRelayHandler(settings, relayDeps);
+      },
       close: async (graceMs = 4000) => {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-        await Promise.race([relay.shutdown(), grace]);
-        clearTimeout(timer);
+        await shutDownRelay(graceMs);
         await stopAll();
       },
     };
