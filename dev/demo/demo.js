@@ -1,9 +1,13 @@
-// The demo page's script: plain browser JavaScript, no build step.
-// It gets a dev token from the dev stack, opens a WebSocket to the relay the
-// way a browser app would (?jwt= or a jwt-<token> subprotocol), talks to the
-// model by voice (push-to-talk or server VAD) or text, and shows what happens.
+// The demo page's script: a browser ES module, no build step.
+// It signs in a test user at the dev stack and talks to the relay through the
+// repository's client library (client/relay_client.js), the way an app would:
+// the library picks the conversation's session id, gets a fresh token for each
+// connection (?jwt= or a jwt-<token> subprotocol), reconnects when the relay
+// restarts or the network drops, and reports when the relay resumed the
+// conversation. The page talks by voice (push-to-talk or server VAD) or text,
+// and shows what happens, reconnects and resumes included.
 // `window.relayDemo` mirrors the page's state for the e2e tests.
-"use strict";
+import { connect as connectRelay, isSessionId, newSessionId } from "/client/relay_client.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -22,6 +26,8 @@ const MAX_PLAYBACK_LEAD_S = 0.2;
 const USAGE_FOLLOW_UP_MS = 1500;
 /** Input transcription model asked for in session.update (the stand-in accepts any). */
 const TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe";
+/** Where the page keeps its session id: per tab, so a reload continues the conversation. */
+const SESSION_KEY = "relay-demo-session";
 
 /** What the page knows of one connection's voice side. */
 function freshVoice() {
@@ -57,24 +63,43 @@ function freshVoice() {
 }
 
 /** What the page knows of one connection; a new connection starts from this. */
+
+/** What the page knows of one Connect: one conversation, across the library's reconnects. */
 function freshConnection() {
   return {
+    /** Whether the latest socket opened. */
     opened: false,
     protocol: null,
+    /**
+     * The close the panel shows: the browser's own close event of the latest
+     * socket that opened (a refused retry while reconnecting does not hide
+     * it), or of the latest socket when none opened.
+     */
     closeCode: null,
     closeReason: null,
     wasClean: null,
     closedAfterMs: null,
+    /** Every socket's close, in order: {opened, code, reason, wasClean, notice, atMs}. */
+    closes: [],
+    /** The library's state changes: {state, why, code, delayMs, attempt, line, atMs}. */
+    history: [],
+    /** The state in words, as shown under the pill. */
+    stateLine: "not connected",
+    /** Times the conversation opened again after its connection was lost. */
+    reconnects: 0,
+    /** Each relay.session.resumed: {items, skipped, afterMs (since the connection was lost)}. */
+    resumes: [],
     lastRttMs: null,
     /**
-     * Every message received, with `at` (ms since Connect); audio deltas keep
+     * Every message received, with `at` (ms since Connect); JSON events as
+     * the library parsed them (`text` is their JSON), audio deltas keep
      * `text: ""` and their decoded `bytes`.
      */
     received: [],
     sent: 0,
     /** Concatenated response.output_text.delta. */
     outputText: "",
-    /** The relay's in-band close notice, when one came: {code, closeCode, message}. */
+    /** The relay's last in-band close notice: {code, closeCode, message}. */
     relayClose: null,
     /** Session-policy refusals: {message, param, eventId}. */
     refusals: [],
@@ -90,6 +115,8 @@ function freshConnection() {
 const demo = {
   config: null,
   state: "idle",
+  /** The conversation's id, sent as ?session= on every connection. */
+  session: null,
   user: null,
   expiresAt: null,
   ...freshConnection(),
@@ -102,30 +129,257 @@ let accessToken = null;
 let voiceRoute = false;
 
 // ---------------------------------------------------------------------------
-// The socket. The only code that touches WebSocket: a client library can
-// replace this function and keep the rest of the page.
+// The connection: the client library owns it. The page hands the library a
+// watched WebSocket (for the panel's subprotocol and close codes) and reacts
+// to its states and events.
 // ---------------------------------------------------------------------------
 
+/** The library's connection of the current Connect, or null. */
+let relay = null;
+/** Which Connect the callbacks belong to: a newer one makes older ones' callbacks no-ops. */
+let run = 0;
+/** Per Connect: some socket opened; some session opened; when the connection was lost. */
+let everOpened = false;
+let everReady = false;
+let lostAt = null;
+/** The close notice the current socket got, if any. */
+let socketNotice = null;
+/** Sockets that opened. */
+const openedSockets = new WeakSet();
+
 /**
- * Opens a relay connection; `on` gets open(protocol), message(data),
- * error() and close(code, reason, wasClean). Returns send/close.
+ * The browser's WebSocket as the page hands it to the library, watched for
+ * the status panel: the subprotocol the relay selected and the browser's own
+ * close event, which the library's states summarise (a browser on the edge
+ * runtime sees 1006 where the relay's notice says the real code). In "no
+ * token" mode it leaves the token off, as a page that forgot it would: the
+ * library always sends one.
  */
-function openSocket(url, protocols, on) {
-  const ws = new WebSocket(url, protocols);
-  ws.binaryType = "arraybuffer";
-  ws.addEventListener("open", () => on.open(ws.protocol));
-  ws.addEventListener("message", (event) => on.message(event.data));
-  ws.addEventListener("error", () => on.error());
-  ws.addEventListener("close", (event) => on.close(event.code, event.reason, event.wasClean));
-  return {
-    isOpen: () => ws.readyState === WebSocket.OPEN,
-    send: (text) => ws.send(text),
-    close: (code, reason) => ws.close(code, reason),
+function pageSocketClass(mode, mine) {
+  return class PageSocket extends WebSocket {
+    constructor(url, protocols) {
+      const target = mode === "none" ? withoutToken(url, protocols) : { url, protocols };
+      super(target.url, target.protocols);
+      if (mine !== run) return;
+      demo.opened = false;
+      socketNotice = null;
+      this.addEventListener("open", () => {
+        if (mine === run) socketOpened(this);
+      });
+      this.addEventListener("error", () => {
+        if (mine === run) log("sys", "error", "the browser gives no detail; see the close", true);
+      });
+      this.addEventListener("close", (event) => {
+        if (mine === run) socketClosed(this, event);
+      });
+    }
   };
 }
 
-/** The live connection (from openSocket), or null. */
-let socket = null;
+/** `url` and `protocols` without the token (`?jwt=`, a `jwt-` entry). */
+function withoutToken(url, protocols) {
+  const address = new URL(url);
+  address.searchParams.delete("jwt");
+  const kept = (protocols ?? []).filter((p) => !p.startsWith("jwt-"));
+  return { url: address.href, protocols: kept.length > 0 ? kept : undefined };
+}
+
+function sinceConnect() {
+  return Math.round(performance.now() - connectStartedAt);
+}
+
+function socketOpened(ws) {
+  openedSockets.add(ws);
+  everOpened = true;
+  demo.opened = true;
+  demo.protocol = ws.protocol;
+  $("protocol").textContent = ws.protocol || "(none)";
+  log("sys", "socket open", `${sinceConnect()} ms after Connect`);
+}
+
+function socketClosed(ws, event) {
+  const record = {
+    opened: openedSockets.has(ws),
+    code: event.code,
+    reason: event.reason,
+    wasClean: event.wasClean,
+    notice: socketNotice,
+    atMs: sinceConnect(),
+  };
+  demo.closes.push(record);
+  if (record.opened || !everOpened) showClose(record);
+  log(
+    "sys",
+    "socket closed",
+    `${event.code} ${event.reason}`,
+    !event.wasClean || event.code !== 1000,
+  );
+}
+
+/** The panel's close rows: the browser's code, or the relay's notice where the browser saw 1006. */
+function showClose({ code, reason, wasClean, notice, atMs }) {
+  demo.closeCode = code;
+  demo.closeReason = reason;
+  demo.wasClean = wasClean;
+  demo.closedAfterMs = atMs;
+  // The browser may report 1006 for a close the relay started (Deno 2.1.4 on
+  // the edge runtime); the relay's in-band notice carries the real code.
+  $("close-code").textContent = notice && notice.closeCode !== code
+    ? `${notice.closeCode} (the browser saw ${code})`
+    : String(code);
+  $("close-reason").textContent = notice
+    ? notice.code === "upstream_closed" ? `upstream_closed: ${notice.message}` : notice.code
+    : reason || "(none)";
+  $("close-clean").textContent = wasClean ? "yes" : "no";
+}
+
+/** The library's state in words: the line under the pill. */
+function stateLine(state, info) {
+  switch (state) {
+    case "connecting":
+      return "connecting…";
+    case "open":
+      if (info.resumed) {
+        const items = `${info.items} ${info.items === 1 ? "item" : "items"}`;
+        return `resumed: ${items} restored, ${info.skipped} skipped`;
+      }
+      return info.why === "socket_open" ? "open" : "open · a new conversation";
+    case "reconnecting": {
+      const cause = info.why === "refused"
+        ? "refused, or the relay is unreachable"
+        : info.code === undefined
+        ? info.why
+        : `${info.code} ${info.why}`;
+      const nth = info.attempt > 1 ? ` · attempt ${info.attempt}` : "";
+      return `reconnecting in ${(info.delayMs / 1000).toFixed(1)} s (${cause})${nth}`;
+    }
+    default:
+      switch (info.why) {
+        case "client":
+          return `closed (${info.code} ${info.reason})`;
+        case "refused":
+          return "closed: the relay refused the connection";
+        case "gave_up":
+          return `closed: gave up reconnecting (${info.cause})`;
+        case "token_unavailable":
+          return "closed: no token from the dev server";
+        default:
+          return info.code === undefined
+            ? `closed: ${info.why}`
+            : `closed (${info.code} ${info.why})`;
+      }
+  }
+}
+
+/** What the library says about the conversation's connection. */
+function onRelayState(state, info, mine) {
+  const line = stateLine(state, info);
+  demo.history.push({
+    state,
+    why: info.why,
+    code: info.code ?? null,
+    delayMs: info.delayMs ?? null,
+    attempt: info.attempt,
+    line,
+    atMs: sinceConnect(),
+  });
+  demo.stateLine = line;
+  $("state-line").textContent = line;
+  if (state === "connecting") {
+    setState("connecting");
+  } else if (state === "open") {
+    onOpen(info);
+  } else if (state === "reconnecting") {
+    if (demo.state === "open") lostAt = performance.now();
+    endVoice();
+    setState("reconnecting");
+    log("sys", "reconnecting", line);
+  } else {
+    endVoice();
+    setState("closed");
+    log("sys", "closed", line, info.why !== "client");
+    onClosed(info, mine);
+  }
+}
+
+function onOpen(info) {
+  const again = everReady;
+  everReady = true;
+  if (again) {
+    demo.reconnects++;
+    $("reconnects").textContent = String(demo.reconnects);
+  }
+  const afterMs = lostAt === null ? null : Math.round(performance.now() - lostAt);
+  lostAt = null;
+  if (info.resumed) {
+    demo.resumes.push({ items: info.items, skipped: info.skipped, afterMs });
+    const after = afterMs === null
+      ? ""
+      : `, ${(afterMs / 1000).toFixed(1)} s after the connection was lost`;
+    showBanner(
+      "info",
+      `Resumed: the relay restored this conversation (${info.items} items, ${info.skipped} ` +
+        `skipped${after}). It goes on where it was.`,
+    );
+  } else if (again && voiceRoute) {
+    showBanner(
+      "warn",
+      "Reconnected as a new conversation: the relay had nothing stored for this session " +
+        "(resume off, or its state expired).",
+    );
+  }
+  setState("open");
+  log("sys", info.resumed ? "resumed" : "open", `${demo.stateLine} · ${sinceConnect()} ms`);
+  if (voiceRoute) {
+    void refreshUsage();
+    audio.startMic().catch((error) => {
+      demo.voice.micError = String(error.message ?? error);
+      log("sys", "microphone unavailable", demo.voice.micError, true);
+      updateTalkControls();
+    });
+  }
+}
+
+/** The conversation is over; a refusal gets words (a browser is not told its status). */
+function onClosed(info, mine) {
+  if (info.why === "refused") {
+    const mode = $("token-mode").value;
+    const expected = mode === "bad"
+      ? " (here 401 invalid_token: the token's signature was altered)"
+      : mode === "none"
+      ? " (here 401 missing_token: no token was sent)"
+      : "";
+    const refused = "The relay refused the connection before the upgrade. A browser is not " +
+      `told why, it sees only 1006; the relay's log names it${expected}.`;
+    if (!voiceRoute || !accessToken) {
+      showBanner("bad", refused);
+      return;
+    }
+    // A spent budget is one refusal the page can tell: the usage panel says so.
+    void refreshUsage().then((spent) => {
+      if (mine !== run) return;
+      showBanner(
+        "bad",
+        spent
+          ? "Budget spent: the relay refused the connection (429 budget_exceeded) because " +
+            "your usage budget for this period has run out. It renews when the period ends."
+          : refused,
+      );
+    });
+  } else if (info.why === "gave_up") {
+    showBanner("bad", `The page gave up reconnecting after ${info.attempt} attempts.`);
+  } else if (info.why === "token_unavailable") {
+    showBanner("bad", "The dev server gave no token, so the page could not connect.");
+  }
+}
+
+/** The connection is gone or paused: the microphone and playback stop with it. */
+function endVoice() {
+  voice.end();
+  audio.stopMic();
+  audio.stopPlayback();
+  pendingSince = null;
+}
 
 // ---------------------------------------------------------------------------
 // Page state and the event log
@@ -136,13 +390,14 @@ function setState(state) {
   const pill = $("state");
   pill.textContent = state;
   pill.className = `pill ${state}`;
-  const open = state === "open";
-  const busy = state === "connecting" || state === "open" || state === "closing";
+  // While reconnecting, what is sent is held by the library and goes out after the resume.
+  const live = state === "open" || state === "reconnecting";
+  const busy = live || state === "connecting" || state === "closing";
   $("connect").disabled = busy;
   $("disconnect").disabled = !busy;
-  for (const id of ["send-response", "send-session", "send-ask", "send-text"]) {
-    $(id).disabled = !open;
-  }
+  for (const id of ["send-response", "override-instructions", "send-ask"]) $(id).disabled = !live;
+  // OpenAI takes only JSON events: a raw frame is for the echo route.
+  $("send-text").disabled = !live || voiceRoute;
   updateTalkControls();
 }
 
@@ -231,17 +486,48 @@ function resetConnectionView() {
   ) {
     $(id).textContent = "–";
   }
+  $("reconnects").textContent = "0";
+  $("state-line").textContent = demo.stateLine;
   conversation.reset();
   $("log").replaceChildren();
   showBanner(null);
 }
 
 // ---------------------------------------------------------------------------
-// Tokens
+// The session id and tokens
 // ---------------------------------------------------------------------------
 
-/** Signs in the test user at the dev stack's Auth stand-in. */
-async function getToken() {
+/** The tab's stored session id, if it holds a valid one. */
+function storedSession() {
+  try {
+    const id = sessionStorage.getItem(SESSION_KEY);
+    return isSessionId(id) ? id : null;
+  } catch {
+    return null; // storage off: a new id per page
+  }
+}
+
+function setSession(id) {
+  demo.session = id;
+  try {
+    sessionStorage.setItem(SESSION_KEY, id);
+  } catch { /* storage off: kept for this page only */ }
+  $("session-id").textContent = id;
+}
+
+/** Starts a fresh conversation: a new id, and a new connection when one is live. */
+function newConversation() {
+  setSession(newSessionId());
+  if (relay && demo.state !== "closed") {
+    connect();
+  } else {
+    conversation.reset();
+    log("sys", "new conversation", "the next Connect starts it");
+  }
+}
+
+/** Signs in the test user at the dev stack's Auth stand-in (a fresh token per connection). */
+async function fetchToken(mine) {
   const response = await fetch("/dev/token", {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -249,10 +535,26 @@ async function getToken() {
   });
   if (!response.ok) throw new Error(`token request failed: ${response.status}`);
   const session = await response.json();
-  demo.user = session.user.email;
-  demo.expiresAt = session.expires_at;
-  $("user").textContent = `${session.user.email} (${session.user.id.slice(0, 8)}…)`;
+  if (mine === run) {
+    demo.user = session.user.email;
+    demo.expiresAt = session.expires_at;
+    accessToken = session.access_token;
+    $("user").textContent = `${session.user.email} (${session.user.id.slice(0, 8)}…)`;
+  }
   return session.access_token;
+}
+
+/** The token the library sends for this connection, as the token mode says. */
+async function tokenFor(mode, mine) {
+  // Sent as no token at all: PageSocket leaves it off.
+  if (mode === "none") return "left-off";
+  try {
+    const token = await fetchToken(mine);
+    return mode === "bad" ? spoil(token) : token;
+  } catch (error) {
+    if (mine === run) log("sys", "token error", String(error.message ?? error), true);
+    throw error;
+  }
 }
 
 /** Alters one signature character so the token no longer verifies. */
@@ -267,106 +569,83 @@ function spoil(token) {
 // Connecting
 // ---------------------------------------------------------------------------
 
-async function connect() {
+const MODE_WORDS = {
+  query: "token in ?jwt=",
+  protocol: "token in a subprotocol",
+  bad: "an altered token",
+  none: "no token",
+};
+
+function connect() {
+  const previous = relay;
+  const mine = ++run;
+  relay = null;
+  if (previous) {
+    endVoice();
+    void previous.close(1000, "new connection");
+  }
   resetConnectionView();
-  setState("connecting");
   const mode = $("token-mode").value;
   const route = $("route").value;
   voiceRoute = route !== "/relay/echo";
   // Made inside the click, so the browser lets it play without another gesture.
   if (voiceRoute) audio.ensureContext();
-  const url = new URL(`${demo.config.relayUrl}${route}`);
-  let protocols = [];
   accessToken = null;
-  try {
-    if (mode !== "none") {
-      const token = await getToken();
-      accessToken = token;
-      const sent = mode === "bad" ? spoil(token) : token;
-      if (mode === "protocol") protocols = ["realtime", `jwt-${sent}`];
-      else url.searchParams.set("jwt", sent);
-    }
-  } catch (error) {
-    log("sys", "token error", String(error.message ?? error), true);
-    setState("closed");
-    return;
-  }
-  log(
-    "sys",
-    "connecting",
-    `${url.pathname}${mode === "protocol" ? " (token in subprotocol)" : ""}`,
-  );
+  everOpened = false;
+  everReady = false;
+  lostAt = null;
+  socketNotice = null;
   connectStartedAt = performance.now();
-  let current = null;
-  current = openSocket(url, protocols, {
-    open: (protocol) => {
-      if (current !== socket) return;
-      demo.opened = true;
-      demo.protocol = protocol;
-      $("protocol").textContent = protocol || "(none)";
-      setState("open");
-      log("sys", "open", `${Math.round(performance.now() - connectStartedAt)} ms`);
-      if (voiceRoute) {
-        void refreshUsage();
-        audio.startMic().catch((error) => {
-          demo.voice.micError = String(error.message ?? error);
-          log("sys", "microphone unavailable", demo.voice.micError, true);
-          updateTalkControls();
-        });
-      }
-    },
-    message: (data) => {
-      if (current === socket) onMessage(data);
-    },
-    error: () => {
-      if (current !== socket) return;
-      log("sys", "error", "the browser gives no detail; see the close code", true);
-    },
-    close: (code, reason, wasClean) => {
-      if (current === socket) onClose(code, reason, wasClean);
-    },
-  });
-  socket = current;
+  setState("connecting");
+  log("sys", "connecting", `${route} · session ${demo.session} · ${MODE_WORDS[mode] ?? mode}`);
+  try {
+    relay = connectRelay({
+      url: `${demo.config.relayUrl}${route}`,
+      session: demo.session,
+      tokenIn: mode === "protocol" ? "protocol" : "query",
+      // The echo route's server never speaks first: ready once the socket opens.
+      readyOn: voiceRoute ? "session" : "open",
+      getToken: () => tokenFor(mode, mine),
+      WebSocket: pageSocketClass(mode, mine),
+      onEvent: (event) => {
+        if (mine === run) onEvent(event);
+      },
+      onMessage: (data) => {
+        if (mine === run) onRawMessage(data);
+      },
+      onState: (state, info) => {
+        if (mine === run) onRelayState(state, info, mine);
+      },
+    });
+  } catch (error) {
+    log("sys", "connect failed", String(error.message ?? error), true);
+    setState("closed");
+  }
 }
 
-function onClose(code, reason, wasClean) {
-  demo.closeCode = code;
-  demo.closeReason = reason;
-  demo.wasClean = wasClean;
-  demo.closedAfterMs = Math.round(performance.now() - connectStartedAt);
-  // The browser may report 1006 for a close the relay started (Deno 2.1.4 on
-  // the edge runtime); the relay's in-band notice carries the real code.
-  const notice = demo.relayClose;
-  $("close-code").textContent = notice && notice.closeCode !== code
-    ? `${notice.closeCode} (the browser saw ${code})`
-    : String(code);
-  $("close-reason").textContent = notice
-    ? notice.code === "upstream_closed" ? `upstream_closed: ${notice.message}` : notice.code
-    : reason || "(none)";
-  $("close-clean").textContent = wasClean ? "yes" : "no";
-  voice.end();
-  audio.stopMic();
-  audio.stopPlayback();
-  setState("closed");
-  log("sys", "close", `${code} ${reason}`, !wasClean || code !== 1000);
-  pendingSince = null;
-  // A refused upgrade shows up as 1006 only; a spent budget is one reason we can tell.
-  if (!demo.opened && voiceRoute && accessToken) void refreshUsage({ refused: true });
-}
-
-/** Sends one client event (an object, or text as it is); false when not connected. */
+/** Sends one client event (an object, or text as it is); false when there is no conversation. */
 function send(payload) {
-  if (!socket || !socket.isOpen()) return false;
+  if (!relay || relay.state === "closed") return false;
   const text = typeof payload === "string" ? payload : JSON.stringify(payload);
-  socket.send(text);
+  const held = relay.state !== "open";
+  try {
+    relay.send(text);
+  } catch (error) {
+    log("sys", "not sent", String(error.message ?? error), true);
+    return false;
+  }
   demo.sent++;
   let type = "message";
   try {
     type = JSON.parse(text).type ?? type;
   } catch { /* raw text */ }
   // Appends get no answer: timing from one would measure the user's speech.
-  if (type !== "input_audio_buffer.append") pendingSince ??= performance.now();
-  log("out", type, `${text.length} chars`);
+  if (type !== "input_audio_buffer.append" && !held) pendingSince ??= performance.now();
+  log(
+    "out",
+    type,
+    held ? `${text.length} chars · held for the next session` : `${text.length} chars`,
+  );
   return true;
 }
 
@@ -374,26 +653,30 @@ function send(payload) {
 // Incoming events
 // ---------------------------------------------------------------------------
 
-function onMessage(data) {
+/** The round trip: from the first message sent to the next one received. */
+function measureRtt() {
+  if (pendingSince === null) return;
+  demo.lastRttMs = Math.round(performance.now() - pendingSince);
+  $("rtt").textContent = `${demo.lastRttMs} ms`;
+  pendingSince = null;
+}
+
+function receivedAt() {
+  return Math.round((performance.now() - connectStartedAt) * 10) / 10;
+}
+
+/** A message that is not a JSON event (e.g. the echo route's text): shown as it came. */
+function onRawMessage(data) {
+  measureRtt();
   const text = typeof data === "string" ? data : `(binary, ${data.byteLength} bytes)`;
-  if (pendingSince !== null) {
-    demo.lastRttMs = Math.round(performance.now() - pendingSince);
-    $("rtt").textContent = `${demo.lastRttMs} ms`;
-    pendingSince = null;
-  }
-  let event = null;
-  try {
-    const parsed = JSON.parse(text);
-    if (parsed && typeof parsed.type === "string") event = parsed;
-  } catch {
-    // Not JSON (e.g. the echo route): show it as it came.
-  }
-  const at = Math.round((performance.now() - connectStartedAt) * 10) / 10;
-  if (!event) {
-    demo.received.push({ type: "message", text, at });
-    log("in", "message", text);
-    return;
-  }
+  demo.received.push({ type: "message", text, at: receivedAt() });
+  log("in", "message", text);
+}
+
+/** A server event, as the library parsed it. */
+function onEvent(event) {
+  measureRtt();
+  const at = receivedAt();
   if (event.type === "response.output_audio.delta") {
     const bytes = typeof event.delta === "string" ? base64ToBytes(event.delta) : new Uint8Array();
     demo.received.push({ type: event.type, text: "", bytes: bytes.length, at });
@@ -401,7 +684,7 @@ function onMessage(data) {
     voice.audioDelta(event, bytes);
     return;
   }
-  demo.received.push({ type: event.type, text, at });
+  demo.received.push({ type: event.type, text: JSON.stringify(event), at });
   log("in", event.type, summarise(event), event.type === "error");
   handleEvent(event);
 }
@@ -410,6 +693,7 @@ function onMessage(data) {
 function handleEvent(event) {
   switch (event.type) {
     case "session.created":
+      // A new OpenAI session (not after a resume: the relay restored the configuration).
       if (voiceRoute) configureSession();
       break;
     case "session.updated": {
@@ -471,6 +755,7 @@ function onError(error) {
       closeCode: Number(error.close_code),
       message: String(error.message ?? ""),
     };
+    socketNotice = demo.relayClose;
     if (error.code === "budget_exceeded") {
       showBanner(
         "bad",
@@ -517,6 +802,8 @@ function summarise(event) {
       return `${event.error?.code ?? ""}: ${event.error?.message ?? ""}`;
     case "conversation.item.truncated":
       return `${event.item_id} at ${event.audio_end_ms} ms`;
+    case "relay.session.resumed":
+      return `${event.items} items restored, ${event.skipped} skipped`;
     case "session.created":
     case "session.updated": {
       const s = event.session ?? {};
@@ -554,14 +841,20 @@ function configureSession() {
   });
 }
 
+/**
+ * A text answer now. It sets no instructions of its own: under a session
+ * policy that pins them (deno task dev's example), that would be refused.
+ */
 function sendResponseCreate() {
-  send({
-    type: "response.create",
-    response: { output_modalities: ["text"], instructions: "Greet the user in one sentence." },
-  });
+  send({ type: "response.create", response: { output_modalities: ["text"] } });
 }
 
-function sendSessionUpdate() {
+/**
+ * Deliberately against deno task dev's example policy, which pins the
+ * instructions and locks them: the relay refuses this in band and the banner
+ * says what it refused (without a policy, the instructions change).
+ */
+function overrideInstructions() {
   send({ type: "session.update", session: { type: "realtime", instructions: "Be brief." } });
 }
 
@@ -693,6 +986,8 @@ const audio = (() => {
   let ctx = null;
   let moduleReady = null;
   let mic = null; // {stream, source, node}
+  /** Bumped by every start and stop: a start still waiting for the device checks it. */
+  let micTicket = 0;
   /** Playback items by item id: {record, chunks: [{start, dur}], cut}. */
   const items = new Map();
   const sources = new Set();
@@ -729,7 +1024,12 @@ const audio = (() => {
       return ctx;
     },
 
+    /** Starts the microphone for the open session (once; a reconnect starts it again). */
     async startMic(fallback = false) {
+      if (mic && !fallback) return;
+      // A stop, or a newer start, while this one waits makes it let go of what it got.
+      const ticket = fallback ? micTicket : ++micTicket;
+      const stale = () => ticket !== micTicket || demo.state !== "open";
       const context = this.ensureContext();
       if (!navigator.mediaDevices?.getUserMedia) {
         throw new Error("this page needs a secure context (http://127.0.0.1 or https)");
@@ -737,17 +1037,18 @@ const audio = (() => {
       const stream = await navigator.mediaDevices.getUserMedia({
         audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
       });
-      if (!socket || !socket.isOpen()) {
+      const release = () => {
         for (const track of stream.getTracks()) track.stop();
-        return;
-      }
+      };
+      if (stale()) return release();
       moduleReady ??= context.audioWorklet.addModule("/capture-worklet.js");
       await moduleReady;
+      if (stale()) return release();
       let source;
       try {
         source = context.createMediaStreamSource(stream);
       } catch (error) {
-        for (const track of stream.getTracks()) track.stop();
+        release();
         if (fallback) throw error;
         // Some browsers (Firefox) cannot feed a microphone into a context of
         // another rate: use the device's rate and let the worklet resample.
@@ -772,6 +1073,7 @@ const audio = (() => {
     },
 
     stopMic() {
+      micTicket++;
       if (!mic) return;
       mic.source.disconnect();
       mic.node.port.onmessage = null;
@@ -1149,7 +1451,9 @@ function updateTalkControls() {
   $("talk").disabled = !canTalk();
   $("vad").disabled = !(demo.state === "open" && voiceRoute);
   const hint = $("voice-hint");
-  if (!voiceRoute || demo.state !== "open") {
+  if (voiceRoute && demo.state === "reconnecting") {
+    hint.textContent = "reconnecting: the microphone waits for the session";
+  } else if (!voiceRoute || demo.state !== "open") {
     hint.textContent = "connect to the OpenAI route";
   } else if (v.micError) {
     hint.textContent = `no microphone: ${v.micError}`;
@@ -1208,7 +1512,8 @@ function refreshUsageSoon() {
   usageFollowUp = setTimeout(() => void refreshUsage(), USAGE_FOLLOW_UP_MS);
 }
 
-async function refreshUsage({ refused = false } = {}) {
+/** Reads and shows the user's usage; resolves to whether the budget is spent. */
+async function refreshUsage() {
   let body = null;
   try {
     const response = await fetch("/api/usage", {
@@ -1232,13 +1537,7 @@ async function refreshUsage({ refused = false } = {}) {
     ? new Date(body.period_start).toLocaleString()
     : "–";
   $("usage").classList.toggle("spent", Boolean(spent));
-  if (refused && spent) {
-    showBanner(
-      "bad",
-      "Budget spent: the relay refused the connection (429 budget_exceeded) because your " +
-        "usage budget for this period has run out. It renews when the period ends.",
-    );
-  }
+  return Boolean(spent);
 }
 
 // ---------------------------------------------------------------------------
@@ -1294,7 +1593,11 @@ function decorate() {
   Object.assign($("ttl"), { type: "number", min: "1" });
   $("free-text").placeholder = "Say something…";
   $("send-ask").title = "conversation.item.create + response.create";
-  $("send-text").title = "sends the text as one frame, unchanged";
+  $("send-text").title = "sends the text as one frame, unchanged (echo route: OpenAI takes JSON)";
+  $("send-response").title = "response.create for a text answer, with no instructions of its own";
+  $("override-instructions").title =
+    "session.update setting instructions: refused in band where a session policy locks them";
+  $("new-session").title = "a new session id: the next connection starts a fresh conversation";
   $("talk").title = "hold to speak (or hold the space bar); speaking over an answer interrupts it";
   $("vad").title = "session.update with audio.input.turn_detection = server_vad";
 }
@@ -1332,14 +1635,16 @@ async function init() {
   $("upstream").textContent = demo.config.upstream === "openai"
     ? "OpenAI (real API key)"
     : "the local OpenAI stand-in";
-  $("connect").addEventListener("click", () => void connect());
+  setSession(storedSession() ?? newSessionId());
+  $("connect").addEventListener("click", () => connect());
   $("disconnect").addEventListener("click", () => {
-    if (!socket) return;
+    if (!relay) return;
     setState("closing");
-    socket.close(1000, "user closed");
+    void relay.close(1000, "user closed");
   });
+  $("new-session").addEventListener("click", newConversation);
   $("send-response").addEventListener("click", sendResponseCreate);
-  $("send-session").addEventListener("click", sendSessionUpdate);
+  $("override-instructions").addEventListener("click", overrideInstructions);
   $("send-ask").addEventListener("click", ask);
   $("send-text").addEventListener("click", () => send($("free-text").value));
   $("vad").addEventListener("change", (event) => setVad(event.target.checked));

@@ -18,7 +18,7 @@ const SUITE_TIMEOUT_MS = 60_000;
 if (SKIP) console.log("browser e2e: skipped because RELAY_E2E_BROWSER=skip");
 
 Deno.test({
-  name: "demo page in Chromium: relayed messages, subprotocol, refusals and close codes",
+  name: "demo page in Chromium: relayed messages, subprotocol, refusals, close codes, reconnects",
   ignore: SKIP,
   fn: async () => {
     assert.ok(

@@ -1,7 +1,10 @@
 /**
  * Real-browser end-to-end suite: Debian's Chromium (driven by playwright-core)
  * loads the dev stack's demo page and talks to the unchanged relay over real
- * sockets, the way a browser app would. Run by browser_test.ts in a child
+ * sockets through the client library, the way a browser app would. Where the
+ * relay closes a connection the library reconnects on (4001, 1011
+ * upstream_closed_abnormally, 1012), the page records the browser's own close
+ * event of that socket and shows the reconnect. Run by browser_test.ts in a child
  * `deno test -A`: playwright-core reads /proc at import, which Deno 2.9 allows
  * only with --allow-all, and the suite's `deno task test` grants less.
  * @module
@@ -28,9 +31,23 @@ const DOUBLE_CLOSE_FRAME: boolean | "unknown" = MAJOR !== 2
   ? false
   : "unknown";
 
+/** One socket's close as the browser reported it (`relayDemo.closes` in demo.js). */
+interface SocketClose {
+  opened: boolean;
+  code: number;
+  reason: string;
+  wasClean: boolean;
+  notice: { code: string; closeCode: number; message: string } | null;
+}
+
 /** The page's mirror of its own state (`window.relayDemo` in demo.js). */
 interface DemoState {
   state: string;
+  stateLine: string;
+  reconnects: number;
+  closes: SocketClose[];
+  history: { state: string; why: string; code: number | null; line: string }[];
+  banner: { kind: string; text: string } | null;
   opened: boolean;
   protocol: string | null;
   closeCode: number | null;
@@ -84,7 +101,7 @@ async function shownClose(page: Page): Promise<{ code: string; reason: string; c
 }
 
 Deno.test({
-  name: "demo page in Chromium relays through the unchanged relay and reports close codes",
+  name: "demo page in Chromium relays through the client library, reports close codes, reconnects",
   // playwright-core's pipe to Chromium and its child process are Node-compat
   // resources Deno's sanitizers track per test; they are closed in `finally`.
   fn: async (t) => {
@@ -160,37 +177,95 @@ Deno.test({
         assert.equal(state.wasClean, false);
         const rejected = events("websocket.connection.rejected").slice(before);
         assert.deepEqual(rejected.map((e) => [e.status, e.error]), [[401, "invalid_token"]]);
+        // The library ends a first connection that never opened: no retry, and words for it.
+        assert.equal(state.closes.length, 1);
+        assert.equal(state.stateLine, "closed: the relay refused the connection");
+        assert.match(await page.textContent("#banner") ?? "", /refused.*401 invalid_token/);
       });
 
-      await t.step("token expiry closes the socket with 4001", async () => {
-        await connect(page, { route: "/relay/echo", mode: "query", ttl: 2 });
-        await waitFor(page, "d.state === 'open'");
-        const expiresAtMs = (await demoState(page)).expiresAt! * 1000;
-        const state = await waitFor(page, "d.state === 'closed'", 6000);
-        const closed = events("websocket.connection.closed").at(-1);
-        assert.equal(closed?.code, 4001, "the relay closed with 4001");
-        assert.equal(closed?.reason, "token_expired");
-        assertRelayClose(state, 4001, "token_expired", expiresAtMs);
+      await t.step("no token is refused before the upgrade, as missing", async () => {
+        const before = events("websocket.connection.rejected").length;
+        await connect(page, { route: "/relay", mode: "none" });
+        const state = await waitFor(page, "d.state === 'closed'");
+        assert.deepEqual([state.opened, state.closeCode], [false, 1006]);
+        const rejected = events("websocket.connection.rejected").slice(before);
+        assert.deepEqual(rejected.map((e) => [e.status, e.error]), [[401, "missing_token"]]);
+        assert.match(await page.textContent("#banner") ?? "", /refused.*401 missing_token/);
       });
 
-      await t.step("an upstream that drops closes the socket with 1011", async () => {
-        stack.openai!.behaviour = { kind: "drop", afterMessages: 1 };
-        await connect(page, { route: "/relay", mode: "query" });
-        await waitFor(page, "d.state === 'open'");
-        const sent = Date.now();
-        await page.click("#send-response");
-        const state = await waitFor(page, "d.state === 'closed'", 6000);
-        assertRelayClose(state, 1011, "upstream_closed_abnormally", sent);
-        stack.openai!.behaviour = { kind: "realtime" };
-      });
+      await t.step(
+        "token expiry closes the socket with 4001; a fresh token reconnects",
+        async () => {
+          await connect(page, { route: "/relay/echo", mode: "query", ttl: 2 });
+          let state = await waitFor(page, "d.state === 'open'");
+          const expiresAt = state.expiresAt!;
+          state = await waitFor(page, "d.closes.length >= 1", 6000);
+          const closed = events("websocket.connection.closed").at(-1);
+          assert.equal(closed?.code, 4001, "the relay closed with 4001");
+          assert.equal(closed?.reason, "token_expired");
+          assertRelayClose(state.closes[0]!, 4001, "token_expired", expiresAt * 1000);
+          // The library's answer to 4001: a new connection with a new token.
+          state = await waitFor(page, "d.state === 'open' && d.reconnects === 1", 6000);
+          assert.ok(state.expiresAt! > expiresAt, "the reconnect got a fresh token");
+          const reconnecting = state.history.find((h) => h.state === "reconnecting")!;
+          // The echo route sends no notice: on 2.1.4 the browser's 1006 is all the library has.
+          assert.match(
+            reconnecting.line,
+            DOUBLE_CLOSE_FRAME === true
+              ? /^reconnecting in \d\.\d s \(1006 connection_lost\)$/
+              : /^reconnecting in \d\.\d s \((4001 token_expired|1006 connection_lost)\)$/,
+          );
+          assert.equal(await page.textContent("#reconnects"), "1");
+          await page.click("#disconnect");
+          await waitFor(page, "d.state === 'closed'");
+        },
+      );
 
-      await t.step("relay shutdown closes the socket with 1012", async () => {
+      await t.step(
+        "an upstream that drops closes the socket with 1011; the page reconnects",
+        async () => {
+          // Right after the relay reached it: the page's socket is open, its session not yet.
+          stack.openai!.behaviour = { kind: "drop", afterMessages: 0 };
+          const sent = Date.now();
+          await connect(page, { route: "/relay", mode: "query" });
+          let state = await waitFor(page, "d.closes.length >= 1", 6000);
+          assertRelayClose(state.closes[0]!, 1011, "upstream_closed_abnormally", sent);
+          assert.deepEqual(
+            [state.closes[0]!.notice?.closeCode, state.closes[0]!.notice?.code],
+            [1011, "upstream_closed_abnormally"],
+            "the notice came before the close",
+          );
+          stack.openai!.behaviour = { kind: "realtime" };
+          state = await waitFor(page, "d.state === 'open'", 10_000);
+          assert.ok(
+            state.history.some((h) =>
+              h.state === "reconnecting" && h.why === "upstream_closed_abnormally" &&
+              h.code === 1011
+            ),
+            JSON.stringify(state.history),
+          );
+          // The dropped attempt never got that far: this is the reconnect's new OpenAI session.
+          assert.ok(state.received.some((m) => m.type === "session.created"));
+          await page.click("#disconnect");
+          await waitFor(page, "d.state === 'closed'");
+        },
+      );
+
+      await t.step("relay shutdown closes the socket with 1012; the page reconnects", async () => {
         await connect(page, { route: "/relay/echo", mode: "query" });
         await waitFor(page, "d.state === 'open'");
         const began = Date.now();
         await stack.relay.shutdown();
-        const state = await waitFor(page, "d.state === 'closed'", 6000);
-        assertRelayClose(state, 1012, "server_restarting", began);
+        const state = await waitFor(
+          page,
+          "d.closes.length >= 1 && d.state === 'reconnecting'",
+          6000,
+        );
+        assertRelayClose(state.closes[0]!, 1012, "server_restarting", began);
+        assert.ok(
+          state.history.some((h) => h.state === "reconnecting"),
+          "the library reconnects after 1012 (or the 1006 Deno 2.1.4 makes of it)",
+        );
       });
     } finally {
       await browser?.close();
@@ -199,13 +274,13 @@ Deno.test({
   },
 });
 
-/** Asserts what Chromium reports for a close the relay started, `sinceMs` after it began. */
-function assertRelayClose(state: DemoState, code: number, reason: string, sinceMs: number): void {
-  assert.equal(state.opened, true);
+/** Asserts what Chromium reported for a close the relay started, `sinceMs` after it began. */
+function assertRelayClose(close: SocketClose, code: number, reason: string, sinceMs: number): void {
+  assert.equal(close.opened, true);
   // On every Deno the close event comes at once (no waiting for a TCP timeout).
   assert.ok(Date.now() - sinceMs < 2000, `close reported after ${Date.now() - sinceMs} ms`);
+  const got = [close.code, close.reason, close.wasClean];
   if (DOUBLE_CLOSE_FRAME === "unknown") {
-    const got = [state.closeCode, state.closeReason, state.wasClean];
     assert.ok(
       [JSON.stringify([code, reason, true]), JSON.stringify([1006, "", false])]
         .includes(JSON.stringify(got)),
@@ -215,8 +290,8 @@ function assertRelayClose(state: DemoState, code: number, reason: string, sinceM
     // Deno 2.1.4 (the edge runtime's) sends a second close frame in answer to
     // Chromium's; Chromium fails the connection and reports 1006, no reason.
     // What stays reliable there: the close event arrives at once, not clean.
-    assert.deepEqual([state.closeCode, state.closeReason, state.wasClean], [1006, "", false]);
+    assert.deepEqual(got, [1006, "", false]);
   } else {
-    assert.deepEqual([state.closeCode, state.closeReason, state.wasClean], [code, reason, true]);
+    assert.deepEqual(got, [code, reason, true]);
   }
 }
