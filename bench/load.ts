@@ -23,6 +23,12 @@ export interface LoadConfig {
   readonly inflight: number;
   readonly messageBytes: number;
   readonly binary: boolean;
+  /**
+   * Send Realtime client events (a relay with a session policy refuses
+   * anything else): text payloads become `conversation.item.create` events of
+   * the same size, and the one-message echo sends `input_audio_buffer.clear`.
+   */
+  readonly events?: boolean;
 }
 
 const WARMUP_MS = 300;
@@ -34,7 +40,11 @@ function open(
   protocols: string[] | undefined,
 ): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, protocols);
+    // A resumable-session target names a new conversation per connection.
+    const ws = new WebSocket(
+      url.replace("{session}", crypto.randomUUID()),
+      protocols,
+    );
     ws.binaryType = "arraybuffer";
     ws.onopen = () => resolve(ws);
     ws.onerror = (e) => {
@@ -77,9 +87,21 @@ async function openMany(
 }
 
 function payload(config: LoadConfig): string | Uint8Array {
-  return config.binary
-    ? new Uint8Array(config.messageBytes).fill(0x5a)
-    : "x".repeat(config.messageBytes);
+  if (config.binary) return new Uint8Array(config.messageBytes).fill(0x5a);
+  if (!config.events) return "x".repeat(config.messageBytes);
+  // A user text item of the requested size (or just over): the bench upstream
+  // echoes it as it is, one message back for each sent.
+  const head =
+    '{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"';
+  const tail = '"}]}}';
+  return `${head}${
+    "x".repeat(Math.max(1, config.messageBytes - head.length - tail.length))
+  }${tail}`;
+}
+
+/** The one message a handshake or idle connection exchanges. */
+function pingFor(config: LoadConfig): string {
+  return config.events ? '{"type":"input_audio_buffer.clear"}' : "ping";
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -187,10 +209,10 @@ async function handshake(config: LoadConfig) {
 
 const WARM_CONNECTIONS = 20;
 
-async function echoOnce(sockets: WebSocket[]): Promise<void> {
+async function echoOnce(sockets: WebSocket[], ping: string): Promise<void> {
   await Promise.all(sockets.map((ws) => {
     const echoed = new Promise((r) => (ws.onmessage = r));
-    ws.send("ping");
+    ws.send(ping);
     return echoed;
   }));
 }
@@ -207,12 +229,12 @@ async function nextLine(): Promise<void> {
  */
 async function idle(config: LoadConfig) {
   const warm = await openMany(config, WARM_CONNECTIONS);
-  await echoOnce(warm);
+  await echoOnce(warm, pingFor(config));
   await closeAll(warm);
   console.log(JSON.stringify({ stage: "warm" }));
   await nextLine();
   const sockets = await openMany(config, config.connections);
-  await echoOnce(sockets);
+  await echoOnce(sockets, pingFor(config));
   console.log(JSON.stringify({ stage: "ready" }));
   await nextLine();
   const start = performance.now();
@@ -257,7 +279,8 @@ async function voice(config: LoadConfig) {
   console.log(JSON.stringify({ stage: "steady_end" }));
   await sleep(200);
   const seconds = (performance.now() - start) / 1000;
-  const stillOpen = sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length;
+  const stillOpen =
+    sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length;
   await closeAll(sockets);
   return {
     sent,
@@ -272,13 +295,16 @@ async function slow(config: LoadConfig) {
   // Warm-up first (one connection opened, used, closed), so that the server's
   // one-time module loading is not counted as memory the flood cost.
   const warm = await openMany(config, 1);
-  await echoOnce(warm);
+  await echoOnce(warm, pingFor(config));
   await closeAll(warm);
   console.log(JSON.stringify({ stage: "warm" }));
   await nextLine();
-  const client = await rawClient(config.urls[0]!, {
-    protocols: config.protocols ?? [],
-  });
+  const client = await rawClient(
+    config.urls[0]!.replace("{session}", crypto.randomUUID()),
+    {
+      protocols: config.protocols ?? [],
+    },
+  );
   await client.send(FLOOD_COMMAND);
   await sleep(config.durationS * 1000);
   let bytes = 0;
@@ -286,7 +312,9 @@ async function slow(config: LoadConfig) {
     if (e.kind === "message") bytes += e.data.length;
   });
   // Long enough to drain what a bounded relay kept; a relay that never closes is "still open".
-  const timeout = sleep(Math.max(3, config.durationS) * 1000).then(() => "timeout" as const);
+  const timeout = sleep(Math.max(3, config.durationS) * 1000).then(() =>
+    "timeout" as const
+  );
   const outcome = await Promise.race([drain, timeout]);
   client.abort();
   if (outcome === "timeout") {
@@ -301,7 +329,8 @@ async function slow(config: LoadConfig) {
 
 if (import.meta.main) {
   const config: LoadConfig = JSON.parse(await Deno.readTextFile(Deno.args[0]!));
-  const run = { latency, throughput, handshake, idle, voice, slow }[config.mode];
+  const run =
+    { latency, throughput, handshake, idle, voice, slow }[config.mode];
   const result = await run(config);
   console.log(JSON.stringify({ result }));
   Deno.exit(0);

@@ -5,7 +5,14 @@
  * bench/results/<mode>.json and the chart to docs/benchmarks.svg.
  * @module
  */
+import { GA_CLIENT_EVENTS } from "../supabase/functions/_shared/realtime/client_events.ts";
 import { startAuthStandIn } from "../tests/stand_ins/auth.ts";
+import { FLOOD_COMMAND } from "./upstream.ts";
+import {
+  postgresUnavailable,
+  startPostgres,
+  type TestPostgres,
+} from "../tests/helpers/postgres.ts";
 import { cpuSeconds, rssBytes, type Server, startServer } from "./procs.ts";
 import type { LoadConfig } from "./load.ts";
 import { renderChart, type Report } from "./chart.ts";
@@ -25,7 +32,8 @@ const DENO = Deno.execPath();
 /** The load generator gets core 0; every server (upstream, relay, baseline) core 1. */
 const LOAD_CORE = 0;
 /** Extra `deno run` flags for a Deno server, e.g. BENCH_RELAY_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
-const denoFlags = (variable: string) => (Deno.env.get(variable) ?? "").split(" ").filter(Boolean);
+const denoFlags = (variable: string) =>
+  (Deno.env.get(variable) ?? "").split(" ").filter(Boolean);
 const RELAY_FLAGS = denoFlags("BENCH_RELAY_FLAGS");
 const NAIVE_FLAGS = denoFlags("BENCH_NAIVE_FLAGS");
 const SERVER_CORE = 1;
@@ -38,6 +46,7 @@ const PORTS = {
   relay: 18084,
   auth: 18085,
   relay_policy: 18090,
+  relay_all: 18092,
 };
 /**
  * The upstream listens on one port per relay, so that connections a relay
@@ -51,13 +60,30 @@ const UPSTREAM_PORTS = {
   nginx: 18088,
   relay: 18089,
   relay_policy: 18091,
+  relay_all: 18093,
 };
 const upstreamFor = (relay: keyof typeof UPSTREAM_PORTS) =>
   `ws://127.0.0.1:${UPSTREAM_PORTS[relay]}`;
 
-type TargetName = "direct" | "naive_deno" | "node_ws" | "nginx" | "relay" | "relay_policy";
+type TargetName =
+  | "direct"
+  | "naive_deno"
+  | "node_ws"
+  | "nginx"
+  | "relay"
+  | "relay_policy"
+  | "relay_all";
+type RelayTarget = "relay" | "relay_policy" | "relay_all";
 const TARGETS: TargetName[] = (
-  ["direct", "naive_deno", "node_ws", "nginx", "relay", "relay_policy"] as const
+  [
+    "direct",
+    "naive_deno",
+    "node_ws",
+    "nginx",
+    "relay",
+    "relay_policy",
+    "relay_all",
+  ] as const
 ).filter((t) => !TARGET_FILTER || TARGET_FILTER.includes(t));
 
 /**
@@ -68,19 +94,47 @@ const TARGETS: TargetName[] = (
 const EXAMPLE_POLICY = JSON.stringify({
   session: {
     type: "realtime",
-    instructions: "You are the support assistant of Example Inc. Answer in one short sentence.",
+    instructions:
+      "You are the support assistant of Example Inc. Answer in one short sentence.",
     tools: [],
     tool_choice: "auto",
     audio: { output: { voice: "marin" } },
   },
-  locked: ["instructions", "tools", "tool_choice", "audio.output.voice", "prompt"],
+  locked: [
+    "instructions",
+    "tools",
+    "tool_choice",
+    "audio.output.voice",
+    "prompt",
+  ],
   max_output_tokens: 1024,
 });
+
+/**
+ * The relay with every v2 feature on: the example policy, metering with a
+ * budget (never reached) in a throwaway PostgreSQL, and resumable sessions
+ * (each connection names a fresh `?session=`). Runs in every case beside the
+ * default configuration.
+ */
+const ALL_FEATURES = {
+  // The example policy, plus the upstream's flood command (case 7) among the allowed events.
+  RELAY_SESSION_POLICY: JSON.stringify({
+    ...JSON.parse(EXAMPLE_POLICY),
+    allowed_events: [...GA_CLIENT_EVENTS, JSON.parse(FLOOD_COMMAND).type],
+  }),
+  RELAY_METERING: "on",
+  RELAY_BUDGET_USD: "1000000",
+  RELAY_RESUME: "on",
+};
 
 /** The targets a case runs: HS256 handshakes are the relay's alone; the policy runs in voice only. */
 function targetsFor(name: string): TargetName[] {
   if (name === "handshake_hs256") return TARGETS.filter((t) => t === "relay");
   if (name === "voice") return TARGETS;
+  // Realtime speaks no binary frames, and a policy refuses them: no all-features binary case.
+  if (name === "audio_throughput") {
+    return TARGETS.filter((t) => t !== "relay_policy" && t !== "relay_all");
+  }
   return TARGETS.filter((t) => t !== "relay_policy");
 }
 
@@ -134,7 +188,7 @@ for (let i = 0; i < USERS; i++) {
   );
 }
 
-function relayEnv(target: "relay" | "relay_policy"): Record<string, string> {
+function relayEnv(target: RelayTarget): Record<string, string> {
   return {
     PATH: Deno.env.get("PATH") ?? "",
     HOME: Deno.env.get("HOME") ?? "/tmp",
@@ -145,10 +199,17 @@ function relayEnv(target: "relay" | "relay_policy"): Record<string, string> {
     OPENAI_REALTIME_URL: `${upstreamFor(target)}/v1/realtime`,
     PORT: String(PORTS[target]),
     ...RELAY_RAISED,
-    ...(target === "relay_policy" ? { RELAY_SESSION_POLICY: EXAMPLE_POLICY } : {}),
+    ...(target === "relay_policy"
+      ? { RELAY_SESSION_POLICY: EXAMPLE_POLICY }
+      : {}),
+    ...(target === "relay_all"
+      ? { ...ALL_FEATURES, RELAY_DATABASE_URL: database!.url }
+      : {}),
     // For experiments, e.g. BENCH_RELAY_ENV="RELAY_LOG_LEVEL=error": never in a published run.
     ...Object.fromEntries(
-      denoFlags("BENCH_RELAY_ENV").map((pair) => pair.split("=", 2) as [string, string]),
+      denoFlags("BENCH_RELAY_ENV").map((pair) =>
+        pair.split("=", 2) as [string, string]
+      ),
     ),
   };
 }
@@ -161,7 +222,15 @@ function urlsFor(
 ): string[] {
   const path = "/v1/realtime?model=gpt-realtime";
   if (target === "relay_policy") {
-    return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${PORTS.relay_policy}/relay?jwt=${t}`);
+    return tokens.slice(0, users).map((t) =>
+      `ws://127.0.0.1:${PORTS.relay_policy}/relay?jwt=${t}`
+    );
+  }
+  if (target === "relay_all") {
+    // load.ts puts a fresh id in place of {session} for every connection.
+    return tokens.slice(0, users).map((t) =>
+      `ws://127.0.0.1:${PORTS.relay_all}/relay?jwt=${t}&session={session}`
+    );
   }
   if (target !== "relay") {
     const port = {
@@ -172,7 +241,9 @@ function urlsFor(
     }[target];
     return [`ws://127.0.0.1:${port}${path}`];
   }
-  return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${PORTS.relay}/relay?jwt=${t}`);
+  return tokens.slice(0, users).map((t) =>
+    `ws://127.0.0.1:${PORTS.relay}/relay?jwt=${t}`
+  );
 }
 
 const tmp = await Deno.makeTempDir({ prefix: "relay-bench-" });
@@ -225,6 +296,7 @@ async function startTarget(target: TargetName): Promise<Server> {
     }
     case "relay":
     case "relay_policy":
+    case "relay_all":
       return await startServer(
         target,
         [
@@ -234,7 +306,12 @@ async function startTarget(target: TargetName): Promise<Server> {
           ...RELAY_FLAGS,
           `${ROOT}supabase/functions/relay/index.ts`,
         ],
-        { port: PORTS[target], core: SERVER_CORE, env: relayEnv(target), cwd: ROOT },
+        {
+          port: PORTS[target],
+          core: SERVER_CORE,
+          env: relayEnv(target),
+          cwd: ROOT,
+        },
       );
   }
 }
@@ -314,6 +391,7 @@ const CASES: Record<string, CaseDef> = {
     run: (t) =>
       load({
         ...base,
+        events: t === "relay_all",
         mode: "latency",
         urls: urlsFor(t, 1),
         durationS: SIZE.seconds,
@@ -327,6 +405,7 @@ const CASES: Record<string, CaseDef> = {
     run: (t) =>
       load({
         ...base,
+        events: t === "relay_all",
         mode: "throughput",
         urls: urlsFor(t, 10),
         durationS: SIZE.seconds,
@@ -342,6 +421,7 @@ const CASES: Record<string, CaseDef> = {
     run: (t) =>
       load({
         ...base,
+        events: t === "relay_all",
         mode: "throughput",
         urls: urlsFor(t, 2),
         durationS: SIZE.seconds,
@@ -359,6 +439,7 @@ const CASES: Record<string, CaseDef> = {
     run: (t) =>
       load({
         ...base,
+        events: t === "relay_all",
         mode: "handshake",
         urls: urlsFor(t, 40),
         durationS: SIZE.seconds,
@@ -373,6 +454,7 @@ const CASES: Record<string, CaseDef> = {
     run: (t) =>
       load({
         ...base,
+        events: t === "relay_all",
         mode: "handshake",
         urls: urlsFor(t, 40, hsTokens),
         durationS: SIZE.seconds,
@@ -389,6 +471,7 @@ const CASES: Record<string, CaseDef> = {
       const result = await load(
         {
           ...base,
+          events: t === "relay_all",
           mode: "idle",
           urls: urlsFor(t, SIZE.idle / 5 + 4),
           durationS: 0,
@@ -413,7 +496,8 @@ const CASES: Record<string, CaseDef> = {
     },
   },
   voice: {
-    title: `6. Voice sessions (${SIZE.voiceSessions} at once): CPU-s per 400 s session`,
+    title:
+      `6. Voice sessions (${SIZE.voiceSessions} at once): CPU-s per 400 s session`,
     metric: "cpu_s_per_400s",
     unit: "CPU-s",
     better: "lower",
@@ -424,6 +508,7 @@ const CASES: Record<string, CaseDef> = {
       const result = await load(
         {
           ...base,
+          events: t === "relay_all",
           mode: "voice",
           urls: urlsFor(t, SIZE.voiceSessions / 5),
           durationS: SIZE.voiceSeconds,
@@ -468,6 +553,7 @@ const CASES: Record<string, CaseDef> = {
       const result = await load(
         {
           ...base,
+          events: t === "relay_all",
           mode: "slow",
           urls: urlsFor(t, 1),
           durationS: SIZE.slowSeconds,
@@ -524,21 +610,34 @@ async function missingPrerequisites(): Promise<string[]> {
   if (TARGETS.includes("node_ws")) {
     if (NODE_VERSION === "unavailable") {
       missing.push("node_ws: Node.js 18+ on PATH");
-    } else if (!(await Deno.stat(`${BENCH}node_modules/ws`).catch(() => null))) {
+    } else if (
+      !(await Deno.stat(`${BENCH}node_modules/ws`).catch(() => null))
+    ) {
       missing.push("node_ws: the ws package (npm ci --prefix bench)");
     }
   }
   if (TARGETS.includes("nginx") && NGINX_VERSION === "unavailable") {
     missing.push("nginx: the nginx package (apt-get install -y nginx)");
   }
+  const noPostgres = postgresUnavailable();
+  if (TARGETS.includes("relay_all") && noPostgres) {
+    missing.push(`relay_all: ${noPostgres}`);
+  }
   return missing;
 }
 const missing = await missingPrerequisites();
 if (missing.length > 0) {
-  console.error(`bench: missing prerequisites (or leave those out with --targets):`);
+  console.error(
+    `bench: missing prerequisites (or leave those out with --targets):`,
+  );
   for (const line of missing) console.error(`  - ${line}`);
   Deno.exit(1);
 }
+
+/** The all-features relay's database, a throwaway cluster with the migrations applied. */
+const database: TestPostgres | null = TARGETS.includes("relay_all")
+  ? await startPostgres()
+  : null;
 
 const startedAt = new Date();
 const upstream: Server = await startServer(
@@ -548,7 +647,9 @@ const upstream: Server = await startServer(
     "run",
     "-A",
     `${BENCH}upstream.ts`,
-    ...[PORTS.upstream, ...Object.values(UPSTREAM_PORTS)].flatMap((p) => ["--port", String(p)]),
+    ...[PORTS.upstream, ...Object.values(UPSTREAM_PORTS)].flatMap((
+      p,
+    ) => ["--port", String(p)]),
   ],
   {
     port: PORTS.upstream,
@@ -567,7 +668,9 @@ try {
       // Targets interleave within each repetition, so drift on the machine hits
       // all alike, and the order rotates between repetitions, so that no target
       // always runs right after the others (e.g. amid their TIME_WAIT sockets).
-      const order = targets.map((_, i) => targets[(i + rep * 2) % targets.length]!);
+      const order = targets.map((_, i) =>
+        targets[(i + rep * 2) % targets.length]!
+      );
       for (const target of order) {
         const server = await startTarget(target);
         try {
@@ -607,6 +710,7 @@ try {
 } finally {
   await upstream.stop();
   await auth.close();
+  await database?.remove();
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
 }
 
@@ -619,8 +723,9 @@ const report: Record<string, unknown> & {
   duration_s: Math.round((Date.now() - startedAt.getTime()) / 1000),
   machine: {
     cpus: navigator.hardwareConcurrency,
-    cpu_model: /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))
-      ?.[1] ?? "",
+    cpu_model:
+      /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))
+        ?.[1] ?? "",
     mem_gib: Math.round(Deno.systemMemoryInfo().total / 2 ** 30),
     kernel: Deno.osRelease(),
     pinning:
@@ -640,7 +745,9 @@ const report: Record<string, unknown> & {
 // A run limited to some targets has no peers to compare with, and a filtered
 // quick run is not the smoke result: both go to partial.json (not committed).
 const partial = TARGET_FILTER !== undefined || (QUICK && ONLY !== undefined);
-const out = `${BENCH}results/${partial ? "partial" : QUICK ? "quick" : "full"}.json`;
+const out = `${BENCH}results/${
+  partial ? "partial" : QUICK ? "quick" : "full"
+}.json`;
 if (!QUICK && ONLY && !TARGET_FILTER) {
   // A partial full run (a rerun of noisy cases) replaces those cases in the last full results.
   const last = JSON.parse(await Deno.readTextFile(out).catch(() => "null"));
@@ -669,11 +776,20 @@ if (!QUICK && !TARGET_FILTER) {
   }
   // Keep the generated files as `deno fmt --check` wants them (the repo's line width).
   await new Deno.Command(DENO, {
-    args: ["fmt", "--config", `${ROOT}deno.json`, `${ROOT}docs/benchmarks.svg`, doc, out],
+    args: [
+      "fmt",
+      "--config",
+      `${ROOT}deno.json`,
+      `${ROOT}docs/benchmarks.svg`,
+      doc,
+      out,
+    ],
     stdout: "null",
     stderr: "null",
   }).output();
-  console.error("wrote docs/benchmarks.svg and the tables of docs/BENCHMARKS.md");
+  console.error(
+    "wrote docs/benchmarks.svg and the tables of docs/BENCHMARKS.md",
+  );
 }
 
 if (QUICK) {

@@ -6,13 +6,21 @@
  */
 import { expandCases, fmt, type Report } from "./chart.ts";
 
-const ORDER = ["direct", "naive_deno", "node_ws", "nginx", "relay"];
+const ORDER = [
+  "direct",
+  "naive_deno",
+  "node_ws",
+  "nginx",
+  "relay",
+  "relay_all",
+];
 const NAMES: Record<string, string> = {
   direct: "direct",
   naive_deno: "naive Deno relay",
   node_ws: "Node ws relay",
   nginx: "nginx",
   relay: "**this relay**",
+  relay_all: "this relay, all v2 features",
 };
 
 /** Cases where "direct" is the upstream's own figure, not a relay: no ratio to it. */
@@ -52,7 +60,9 @@ export function renderTables(report: Report): string {
       return t === "relay" ? `**${text}**` : text;
     });
     lines.push(
-      `| ${c.title} | ${c.unit}, ${c.better} is better | ${cells.join(" | ")} |`,
+      `| ${c.title} | ${c.unit}, ${c.better} is better | ${
+        cells.join(" | ")
+      } |`,
     );
   }
   lines.push(
@@ -63,18 +73,36 @@ export function renderTables(report: Report): string {
     "| case | vs naive Deno relay | vs Node ws relay | vs nginx | vs direct |",
     "|---|---:|---:|---:|---:|",
   );
-  for (const c of cases) {
-    const relay = c.targets.relay?.median;
-    if (relay === undefined) continue;
-    const cell = (t: string) => {
-      const other = c.targets[t]?.median;
-      return other === undefined ? "-" : `${fmt(advantage(relay, other, c.better))}x`;
-    };
+  const against = (target: string, extra: string[]) => {
+    for (const c of cases) {
+      const self = c.targets[target]?.median;
+      if (self === undefined) continue;
+      const cell = (t: string) => {
+        const other = c.targets[t]?.median;
+        return other === undefined
+          ? "-"
+          : `${fmt(advantage(self, other, c.better))}x`;
+      };
+      lines.push(
+        `| ${c.title} | ${
+          [...extra, "naive_deno", "node_ws", "nginx"].map(cell).join(" | ")
+        } | ${c.ratioToDirect ? cell("direct") : "n/a"} |`,
+      );
+    }
+  };
+  against("relay", []);
+  if (cases.some((c) => c.targets.relay_all)) {
     lines.push(
-      `| ${c.title} | ${cell("naive_deno")} | ${cell("node_ws")} | ${cell("nginx")} | ${
-        c.ratioToDirect ? cell("direct") : "n/a"
-      } |`,
+      "",
+      "The relay with every v2 feature on (the example session policy, metering with a budget",
+      "in PostgreSQL, resumable sessions with a fresh `?session=` per connection), same run,",
+      "against the relay with them off and against each peer (case 3 is binary, which",
+      "Realtime does not use and a policy refuses):",
+      "",
+      "| case | vs this relay, all off | vs naive Deno relay | vs Node ws relay | vs nginx | vs direct |",
+      "|---|---:|---:|---:|---:|---:|",
     );
+    against("relay_all", ["relay"]);
   }
   const voice = cases.find((c) => c.name === "voice");
   const on = voice?.targets.relay_policy;
@@ -105,7 +133,8 @@ export function withTables(doc: string, report: Report): string {
 }
 
 if (import.meta.main) {
-  const [input = "bench/results/full.json", output = "docs/BENCHMARKS.md"] = Deno.args;
+  const [input = "bench/results/full.json", output = "docs/BENCHMARKS.md"] =
+    Deno.args;
   const report: Report = JSON.parse(await Deno.readTextFile(input));
   await Deno.writeTextFile(
     output,

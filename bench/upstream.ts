@@ -8,6 +8,8 @@
 
 /** First bytes of a client audio append (the voice profile's trigger). */
 const APPEND_PREFIX = '{"type":"input_audio_buffer.append"';
+const SESSION_UPDATE_PREFIX = '{"type":"session.update"';
+
 /** A client text message that starts the flood (slow-reader case). */
 export const FLOOD_COMMAND = '{"type":"bench.flood"}';
 /** Flood message size and ceiling: enough to show whether a relay's memory is bounded. */
@@ -19,7 +21,9 @@ const FLOOD_OWN_BUFFER = 1024 * 1024;
 /** The audio delta that answers one 20 ms append: same audio, OpenAI's GA event shape. */
 function audioDelta(append: string, n: number): string {
   const start = append.indexOf('"audio":"');
-  const audio = start < 0 ? "" : append.slice(start + 9, append.indexOf('"', start + 9));
+  const audio = start < 0
+    ? ""
+    : append.slice(start + 9, append.indexOf('"', start + 9));
   return `{"type":"response.output_audio.delta","event_id":"event_${n}","response_id":"resp_bench",` +
     `"item_id":"item_bench","output_index":0,"content_index":0,"delta":"${audio}"}`;
 }
@@ -63,6 +67,11 @@ function serveSocket(socket: WebSocket): void {
       return;
     }
     if (data === FLOOD_COMMAND) return flood(socket);
+    // A session policy's pin, sent as the upstream opens: not echoed, so every
+    // case still gets exactly one message back for each it sends.
+    if (typeof data === "string" && data.startsWith(SESSION_UPDATE_PREFIX)) {
+      return;
+    }
     socket.send(data);
   };
   socket.onerror = (event) => event.preventDefault();
@@ -87,7 +96,9 @@ export function startUpstream(port: number): Deno.HttpServer {
 }
 
 if (import.meta.main) {
-  const ports = Deno.args.flatMap((arg, i) => arg === "--port" ? [Number(Deno.args[i + 1])] : []);
+  const ports = Deno.args.flatMap((arg, i) =>
+    arg === "--port" ? [Number(Deno.args[i + 1])] : []
+  );
   if (ports.length === 0) ports.push(18080);
   for (const port of ports) startUpstream(port);
   console.log(JSON.stringify({ event: "listening", ports }));
