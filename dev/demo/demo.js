@@ -7,7 +7,10 @@
 // conversation. The page talks by voice (push-to-talk or server VAD) or text,
 // and shows what happens, reconnects and resumes included.
 // `window.relayDemo` mirrors the page's state for the e2e tests.
-import { connect as connectRelay, isSessionId, newSessionId } from "/client/relay_client.js";
+// Served as /client/relay_client.js (dev/demo_server.ts). Written relative to this
+// file on disk, so Deno's tools find it too: in the browser, from /demo.js, the
+// two `..` stop at the site's root and it is the same URL.
+import { connect as connectRelay, isSessionId, newSessionId } from "../../client/relay_client.js";
 
 const $ = (id) => document.getElementById(id);
 
