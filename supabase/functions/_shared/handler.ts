@@ -167,8 +167,12 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
         model: model ?? "",
         session: url.searchParams.get("session"),
       };
-      // Side by side: each feature's database round trip overlaps the others'.
-      const answers = await Promise.all(features.map((feature) => feature.admit?.(context)));
+      const pending = features.map((feature) => feature.admit?.(context));
+      // Side by side: each feature's database round trip overlaps the others'. With
+      // none asynchronous (no database), nothing is awaited.
+      const answers = pending.some((answer) => answer instanceof Promise)
+        ? await Promise.all(pending)
+        : pending as (Admission | Refusal | undefined)[];
       let refused: Refusal | undefined;
       for (const answer of answers) {
         if (answer === undefined) continue;
