@@ -62,7 +62,7 @@ const CLIENT_OPEN_TIMEOUT: CloseFrame = { code: 1011, reason: "client_open_timeo
 const OWN_DEADLINES = new Deadlines();
 
 /** One relayed connection, from upgrade until both sockets are closed. */
-export class RelaySession {
+export class RelaySession implements ConnectionLink {
   /** Settles once both sockets are closed (or the linger time has passed). */
   readonly done: Promise<void>;
 
@@ -73,7 +73,6 @@ export class RelaySession {
   readonly #conn: string;
   readonly #user: string;
   readonly #hooks: ConnectionHooks | undefined;
-  readonly #link: ConnectionLink;
   readonly #now: () => number;
   readonly #lingerMs: number;
   readonly #startedAt: number;
@@ -119,7 +118,6 @@ export class RelaySession {
     this.#conn = options.conn;
     this.#user = options.user;
     this.#hooks = options.hooks;
-    this.#link = this.#hooks ? this.#createLink() : (undefined as unknown as ConnectionLink);
     this.#now = options.now ?? Date.now;
     this.#lingerMs = options.lingerMs ?? 5000;
     this.#startedAt = this.#now();
@@ -132,7 +130,7 @@ export class RelaySession {
     client.onclose = (event) => this.#onClientClose(event.code, event.reason);
     // An error is always followed by a close event, which carries the decision.
     client.onerror = (event) => event.preventDefault();
-    this.#hooks?.started?.(this.#link);
+    this.#hooks?.started?.(this);
 
     // The upstream starts now, not after the client's open: the client's first
     // messages are queued meanwhile instead of lost.
@@ -168,29 +166,40 @@ export class RelaySession {
     this.#end(frame, "relay");
   }
 
-  #createLink(): ConnectionLink {
-    return {
-      sendToClient: (data) => {
-        if (this.#ending || this.#clientClosed) return;
-        if (this.#client.readyState === WebSocket.OPEN) this.#sendToClient(data);
-        else this.#queueForClient(data);
-      },
-      sendToUpstream: (data) => {
-        if (this.#ending || !this.#upstreamOpen) return;
-        this.#upstream.send(data);
-        if (this.#upstream.bufferedAmount > this.#limits.maxBufferedBytes) {
-          this.#end(RELAY_CLOSE.bufferFull, "relay");
-        }
-      },
-      holdClient: () => void this.#holds++,
-      releaseClient: () => {
-        if (this.#holds === 0) return;
-        this.#holds--;
-        if (this.#holds === 0 && this.#upstreamOpen && !this.#ending) this.#flushToUpstream();
-      },
-      end: (frame) => this.#end(frame, "relay"),
-      ending: () => this.#ending !== null,
-    };
+  // The ConnectionLink that hooks receive is the session itself: methods on
+  // the prototype cost an idle connection nothing, closures would.
+
+  /** Sends to the client now (queued while its socket is still opening); no hook sees it. */
+  sendToClient(data: Message): void {
+    if (this.#ending || this.#clientClosed) return;
+    if (this.#client.readyState === WebSocket.OPEN) this.#sendToClient(data);
+    else this.#queueForClient(data);
+  }
+
+  /** Sends to the upstream now, once it is open; no hook sees it. */
+  sendToUpstream(data: Message): void {
+    if (this.#ending || !this.#upstreamOpen) return;
+    this.#upstream.send(data);
+    if (this.#upstream.bufferedAmount > this.#limits.maxBufferedBytes) {
+      this.#end(RELAY_CLOSE.bufferFull, "relay");
+    }
+  }
+
+  /** Client messages wait, in order, until as many {@linkcode releaseClient} calls. */
+  holdClient(): void {
+    this.#holds++;
+  }
+
+  /** Releases one hold; the last one delivers what waited. */
+  releaseClient(): void {
+    if (this.#holds === 0) return;
+    this.#holds--;
+    if (this.#holds === 0 && this.#upstreamOpen && !this.#ending) this.#flushToUpstream();
+  }
+
+  /** Whether the connection has started closing. */
+  ending(): boolean {
+    return this.#ending !== null;
   }
 
   #onClientOpen(): void {
@@ -219,7 +228,7 @@ export class RelaySession {
     }
     let forwarded = data;
     if (this.#hooks?.fromClient) {
-      const replacement = this.#hooks.fromClient(data, this.#link);
+      const replacement = this.#hooks.fromClient(data, this);
       if (replacement === null || this.#ending) return;
       forwarded = replacement;
     }
@@ -241,7 +250,7 @@ export class RelaySession {
     if (this.#ending) return;
     let data: Message | null = message;
     if (this.#hooks?.fromUpstream) {
-      data = this.#hooks.fromUpstream(message, this.#link);
+      data = this.#hooks.fromUpstream(message, this);
       if (data === null || this.#ending) return;
     }
     const state = this.#client.readyState;
@@ -285,7 +294,7 @@ export class RelaySession {
       return this.#upstream.close(code, reason);
     }
     if (this.#ending) return;
-    this.#hooks?.upstreamOpened?.(this.#link);
+    this.#hooks?.upstreamOpened?.(this);
     if (this.#holds === 0 && !this.#ending) this.#flushToUpstream();
   }
 
