@@ -112,45 +112,36 @@ export function renderChart(report: Report): string {
     for (const [target, s] of entries) {
       const w = Math.max(1, (s.median / max) * chartW);
       const ratio = direct && target !== "direct"
-        ? ` (${
-          fmt(c.better === "higher" ? s.median / direct : direct / s.median)
-        }x direct)`
+        ? ` (${fmt(c.better === "higher" ? s.median / direct : direct / s.median)}x direct)`
         : "";
       const bold = target === "relay" ? ` font-weight="bold"` : "";
       parts.push(
-        `<text x="12" y="${y + 12}"${bold}>${
-          esc(LABELS[target] ?? target)
-        }</text>`,
-        `<rect x="${labelW}" y="${y}" width="${
-          w.toFixed(1)
-        }" height="${barH}" fill="${COLORS[target] ?? "#999"}"/>`,
-        `<text x="${labelW + w + 6}" y="${y + 12}"${bold}>${fmt(s.median)}${
-          esc(ratio)
-        }</text>`,
+        `<text x="12" y="${y + 12}"${bold}>${esc(LABELS[target] ?? target)}</text>`,
+        `<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${
+          COLORS[target] ?? "#999"
+        }"/>`,
+        `<text x="${labelW + w + 6}" y="${y + 12}"${bold}>${fmt(s.median)}${esc(ratio)}</text>`,
       );
       y += barH + 4;
     }
     y += 26;
   }
   const height = y;
-  const head = `Relay vs. peers, same machine, same echo upstream (${
-    esc(report.mode)
-  } run ${esc(report.started_at.slice(0, 10))}; medians)`;
+  const head = `Relay vs. peers, same machine, same echo upstream (${esc(report.mode)} run ${
+    esc(report.started_at.slice(0, 10))
+  }; medians)`;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
     `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">\n` +
     `<rect width="100%" height="100%" fill="white"/>\n` +
     `<text x="12" y="24" font-size="15" font-weight="bold">${head}</text>\n` +
     `<text x="12" y="40" fill="#555">Deno ${esc(report.versions.deno ?? "")}, ${
       esc(report.versions.node ?? "")
-    } (ws ${esc(report.versions.ws ?? "")}), ${
-      esc(report.versions.nginx ?? "")
-    }</text>\n` +
+    } (ws ${esc(report.versions.ws ?? "")}), ${esc(report.versions.nginx ?? "")}</text>\n` +
     parts.join("\n") + "\n</svg>\n";
 }
 
 if (import.meta.main) {
-  const [input = "bench/results/full.json", output = "docs/benchmarks.svg"] =
-    Deno.args;
+  const [input = "bench/results/full.json", output = "docs/benchmarks.svg"] = Deno.args;
   await Deno.writeTextFile(
     output,
     renderChart(JSON.parse(await Deno.readTextFile(input))),

@@ -279,8 +279,7 @@ async function voice(config: LoadConfig) {
   console.log(JSON.stringify({ stage: "steady_end" }));
   await sleep(200);
   const seconds = (performance.now() - start) / 1000;
-  const stillOpen =
-    sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length;
+  const stillOpen = sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length;
   await closeAll(sockets);
   return {
     sent,
@@ -312,9 +311,7 @@ async function slow(config: LoadConfig) {
     if (e.kind === "message") bytes += e.data.length;
   });
   // Long enough to drain what a bounded relay kept; a relay that never closes is "still open".
-  const timeout = sleep(Math.max(3, config.durationS) * 1000).then(() =>
-    "timeout" as const
-  );
+  const timeout = sleep(Math.max(3, config.durationS) * 1000).then(() => "timeout" as const);
   const outcome = await Promise.race([drain, timeout]);
   client.abort();
   if (outcome === "timeout") {
@@ -329,8 +326,7 @@ async function slow(config: LoadConfig) {
 
 if (import.meta.main) {
   const config: LoadConfig = JSON.parse(await Deno.readTextFile(Deno.args[0]!));
-  const run =
-    { latency, throughput, handshake, idle, voice, slow }[config.mode];
+  const run = { latency, throughput, handshake, idle, voice, slow }[config.mode];
   const result = await run(config);
   console.log(JSON.stringify({ result }));
   Deno.exit(0);

@@ -32,8 +32,7 @@ const DENO = Deno.execPath();
 /** The load generator gets core 0; every server (upstream, relay, baseline) core 1. */
 const LOAD_CORE = 0;
 /** Extra `deno run` flags for a Deno server, e.g. BENCH_RELAY_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
-const denoFlags = (variable: string) =>
-  (Deno.env.get(variable) ?? "").split(" ").filter(Boolean);
+const denoFlags = (variable: string) => (Deno.env.get(variable) ?? "").split(" ").filter(Boolean);
 const RELAY_FLAGS = denoFlags("BENCH_RELAY_FLAGS");
 const NAIVE_FLAGS = denoFlags("BENCH_NAIVE_FLAGS");
 const SERVER_CORE = 1;
@@ -94,8 +93,7 @@ const TARGETS: TargetName[] = (
 const EXAMPLE_POLICY = JSON.stringify({
   session: {
     type: "realtime",
-    instructions:
-      "You are the support assistant of Example Inc. Answer in one short sentence.",
+    instructions: "You are the support assistant of Example Inc. Answer in one short sentence.",
     tools: [],
     tool_choice: "auto",
     audio: { output: { voice: "marin" } },
@@ -199,17 +197,11 @@ function relayEnv(target: RelayTarget): Record<string, string> {
     OPENAI_REALTIME_URL: `${upstreamFor(target)}/v1/realtime`,
     PORT: String(PORTS[target]),
     ...RELAY_RAISED,
-    ...(target === "relay_policy"
-      ? { RELAY_SESSION_POLICY: EXAMPLE_POLICY }
-      : {}),
-    ...(target === "relay_all"
-      ? { ...ALL_FEATURES, RELAY_DATABASE_URL: database!.url }
-      : {}),
+    ...(target === "relay_policy" ? { RELAY_SESSION_POLICY: EXAMPLE_POLICY } : {}),
+    ...(target === "relay_all" ? { ...ALL_FEATURES, RELAY_DATABASE_URL: database!.url } : {}),
     // For experiments, e.g. BENCH_RELAY_ENV="RELAY_LOG_LEVEL=error": never in a published run.
     ...Object.fromEntries(
-      denoFlags("BENCH_RELAY_ENV").map((pair) =>
-        pair.split("=", 2) as [string, string]
-      ),
+      denoFlags("BENCH_RELAY_ENV").map((pair) => pair.split("=", 2) as [string, string]),
     ),
   };
 }
@@ -222,9 +214,7 @@ function urlsFor(
 ): string[] {
   const path = "/v1/realtime?model=gpt-realtime";
   if (target === "relay_policy") {
-    return tokens.slice(0, users).map((t) =>
-      `ws://127.0.0.1:${PORTS.relay_policy}/relay?jwt=${t}`
-    );
+    return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${PORTS.relay_policy}/relay?jwt=${t}`);
   }
   if (target === "relay_all") {
     // load.ts puts a fresh id in place of {session} for every connection.
@@ -241,9 +231,7 @@ function urlsFor(
     }[target];
     return [`ws://127.0.0.1:${port}${path}`];
   }
-  return tokens.slice(0, users).map((t) =>
-    `ws://127.0.0.1:${PORTS.relay}/relay?jwt=${t}`
-  );
+  return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${PORTS.relay}/relay?jwt=${t}`);
 }
 
 const tmp = await Deno.makeTempDir({ prefix: "relay-bench-" });
@@ -496,8 +484,7 @@ const CASES: Record<string, CaseDef> = {
     },
   },
   voice: {
-    title:
-      `6. Voice sessions (${SIZE.voiceSessions} at once): CPU-s per 400 s session`,
+    title: `6. Voice sessions (${SIZE.voiceSessions} at once): CPU-s per 400 s session`,
     metric: "cpu_s_per_400s",
     unit: "CPU-s",
     better: "lower",
@@ -635,9 +622,7 @@ if (missing.length > 0) {
 }
 
 /** The all-features relay's database, a throwaway cluster with the migrations applied. */
-const database: TestPostgres | null = TARGETS.includes("relay_all")
-  ? await startPostgres()
-  : null;
+const database: TestPostgres | null = TARGETS.includes("relay_all") ? await startPostgres() : null;
 
 const startedAt = new Date();
 const upstream: Server = await startServer(
@@ -668,9 +653,7 @@ try {
       // Targets interleave within each repetition, so drift on the machine hits
       // all alike, and the order rotates between repetitions, so that no target
       // always runs right after the others (e.g. amid their TIME_WAIT sockets).
-      const order = targets.map((_, i) =>
-        targets[(i + rep * 2) % targets.length]!
-      );
+      const order = targets.map((_, i) => targets[(i + rep * 2) % targets.length]!);
       for (const target of order) {
         const server = await startTarget(target);
         try {
@@ -723,9 +706,8 @@ const report: Record<string, unknown> & {
   duration_s: Math.round((Date.now() - startedAt.getTime()) / 1000),
   machine: {
     cpus: navigator.hardwareConcurrency,
-    cpu_model:
-      /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))
-        ?.[1] ?? "",
+    cpu_model: /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))
+      ?.[1] ?? "",
     mem_gib: Math.round(Deno.systemMemoryInfo().total / 2 ** 30),
     kernel: Deno.osRelease(),
     pinning:
@@ -745,9 +727,7 @@ const report: Record<string, unknown> & {
 // A run limited to some targets has no peers to compare with, and a filtered
 // quick run is not the smoke result: both go to partial.json (not committed).
 const partial = TARGET_FILTER !== undefined || (QUICK && ONLY !== undefined);
-const out = `${BENCH}results/${
-  partial ? "partial" : QUICK ? "quick" : "full"
-}.json`;
+const out = `${BENCH}results/${partial ? "partial" : QUICK ? "quick" : "full"}.json`;
 if (!QUICK && ONLY && !TARGET_FILTER) {
   // A partial full run (a rerun of noisy cases) replaces those cases in the last full results.
   const last = JSON.parse(await Deno.readTextFile(out).catch(() => "null"));

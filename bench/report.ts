@@ -60,9 +60,7 @@ export function renderTables(report: Report): string {
       return t === "relay" ? `**${text}**` : text;
     });
     lines.push(
-      `| ${c.title} | ${c.unit}, ${c.better} is better | ${
-        cells.join(" | ")
-      } |`,
+      `| ${c.title} | ${c.unit}, ${c.better} is better | ${cells.join(" | ")} |`,
     );
   }
   lines.push(
@@ -79,14 +77,12 @@ export function renderTables(report: Report): string {
       if (self === undefined) continue;
       const cell = (t: string) => {
         const other = c.targets[t]?.median;
-        return other === undefined
-          ? "-"
-          : `${fmt(advantage(self, other, c.better))}x`;
+        return other === undefined ? "-" : `${fmt(advantage(self, other, c.better))}x`;
       };
       lines.push(
-        `| ${c.title} | ${
-          [...extra, "naive_deno", "node_ws", "nginx"].map(cell).join(" | ")
-        } | ${c.ratioToDirect ? cell("direct") : "n/a"} |`,
+        `| ${c.title} | ${[...extra, "naive_deno", "node_ws", "nginx"].map(cell).join(" | ")} | ${
+          c.ratioToDirect ? cell("direct") : "n/a"
+        } |`,
       );
     }
   };
@@ -133,8 +129,7 @@ export function withTables(doc: string, report: Report): string {
 }
 
 if (import.meta.main) {
-  const [input = "bench/results/full.json", output = "docs/BENCHMARKS.md"] =
-    Deno.args;
+  const [input = "bench/results/full.json", output = "docs/BENCHMARKS.md"] = Deno.args;
   const report: Report = JSON.parse(await Deno.readTextFile(input));
   await Deno.writeTextFile(
     output,

@@ -21,9 +21,7 @@ const FLOOD_OWN_BUFFER = 1024 * 1024;
 /** The audio delta that answers one 20 ms append: same audio, OpenAI's GA event shape. */
 function audioDelta(append: string, n: number): string {
   const start = append.indexOf('"audio":"');
-  const audio = start < 0
-    ? ""
-    : append.slice(start + 9, append.indexOf('"', start + 9));
+  const audio = start < 0 ? "" : append.slice(start + 9, append.indexOf('"', start + 9));
   return `{"type":"response.output_audio.delta","event_id":"event_${n}","response_id":"resp_bench",` +
     `"item_id":"item_bench","output_index":0,"content_index":0,"delta":"${audio}"}`;
 }
@@ -96,9 +94,7 @@ export function startUpstream(port: number): Deno.HttpServer {
 }
 
 if (import.meta.main) {
-  const ports = Deno.args.flatMap((arg, i) =>
-    arg === "--port" ? [Number(Deno.args[i + 1])] : []
-  );
+  const ports = Deno.args.flatMap((arg, i) => arg === "--port" ? [Number(Deno.args[i + 1])] : []);
   if (ports.length === 0) ports.push(18080);
   for (const port of ports) startUpstream(port);
   console.log(JSON.stringify({ event: "listening", ports }));
