@@ -99,7 +99,10 @@ export class RelaySession implements ConnectionLink {
   #toClient: Message[] = [];
   #toClientBytes = 0;
 
-  /** Until both sockets are open: one timer for both (a timer per connection costs handshake CPU). */
+  /**
+   * Entries in the relay's shared deadlines: until both sockets are open (one
+   * for both), the token's expiry, and the linger after closing.
+   */
   readonly #deadlines: Deadlines;
   #openTimer: Deadline | undefined;
   #expiryTimer: Deadline | undefined;
