@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { type DevStack, startDevStack } from "../../dev/stack.ts";
 import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.ts";
+import { readDemo, waitForDemo } from "./demo_page.ts";
 
 /**
  * After a server-initiated close, Deno 2.1.4 (the edge runtime's) answers the
@@ -62,18 +63,11 @@ interface DemoState {
 }
 
 function demoState(page: Page): Promise<DemoState> {
-  return page.evaluate(() => (globalThis as unknown as { relayDemo: DemoState }).relayDemo);
+  return readDemo<DemoState>(page);
 }
 
-async function waitFor(page: Page, condition: string, timeout = 8000): Promise<DemoState> {
-  await page.waitForFunction(
-    `(() => { const d = globalThis.relayDemo; return ${condition}; })()`,
-    null,
-    {
-      timeout,
-    },
-  );
-  return await demoState(page);
+function waitFor(page: Page, condition: string, timeout = 8000): Promise<DemoState> {
+  return waitForDemo<DemoState>(page, condition, timeout);
 }
 
 /** Sets the page's controls and clicks Connect. */

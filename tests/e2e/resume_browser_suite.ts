@@ -21,6 +21,7 @@ import { DEV_SESSION_POLICY, withDevDefaults } from "../../dev/defaults.ts";
 import { type DevStack, startDevStack } from "../../dev/stack.ts";
 import { instructionsPrefix } from "../stand_ins/realtime_reply.ts";
 import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.ts";
+import { readDemo, waitForDemo } from "./demo_page.ts";
 
 /** Deno 2.1.4 (the edge runtime's) makes Chromium report 1006 for the relay's closes. */
 const [MAJOR = 0, MINOR = 0] = Deno.version.deno.split(".").map(Number);
@@ -51,16 +52,11 @@ interface DemoState {
 }
 
 function demoState(page: Page): Promise<DemoState> {
-  return page.evaluate(() => (globalThis as unknown as { relayDemo: DemoState }).relayDemo);
+  return readDemo<DemoState>(page);
 }
 
-async function waitFor(page: Page, condition: string, timeout = 10_000): Promise<DemoState> {
-  await page.waitForFunction(
-    `(() => { const d = globalThis.relayDemo; return ${condition}; })()`,
-    null,
-    { timeout },
-  );
-  return await demoState(page);
+function waitFor(page: Page, condition: string, timeout = 10_000): Promise<DemoState> {
+  return waitForDemo<DemoState>(page, condition, timeout);
 }
 
 /** Prints a measured value in a form resume_browser_test.ts passes on. */

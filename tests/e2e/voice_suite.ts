@@ -16,6 +16,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { type DevStack, startDevStack } from "../../dev/stack.ts";
 import { analysePcm16, toneWav } from "../helpers/pcm.ts";
 import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.ts";
+import { readDemo, waitForDemo } from "./demo_page.ts";
 
 /** The fake microphone's clip; Chromium loops it. */
 const CLIP_MS = 1500;
@@ -92,16 +93,11 @@ interface DemoState {
 }
 
 function demoState(page: Page): Promise<DemoState> {
-  return page.evaluate(() => (globalThis as unknown as { relayDemo: DemoState }).relayDemo);
+  return readDemo<DemoState>(page);
 }
 
-async function waitFor(page: Page, condition: string, timeout = 10_000): Promise<DemoState> {
-  await page.waitForFunction(
-    `(() => { const d = globalThis.relayDemo; return ${condition}; })()`,
-    null,
-    { timeout },
-  );
-  return await demoState(page);
+function waitFor(page: Page, condition: string, timeout = 10_000): Promise<DemoState> {
+  return waitForDemo<DemoState>(page, condition, timeout);
 }
 
 async function sha256Hex(bytes: Uint8Array): Promise<string> {
