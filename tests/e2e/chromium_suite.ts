@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { type DevStack, startDevStack } from "../../dev/stack.ts";
 import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.ts";
-import { readDemo, waitForDemo } from "./demo_page.ts";
+import { waitForDemo } from "./demo_page.ts";
 
 /**
  * After a server-initiated close, Deno 2.1.4 (the edge runtime's) answers the
@@ -60,10 +60,6 @@ interface DemoState {
   expiresAt: number | null;
   received: { type: string; text: string }[];
   outputText: string;
-}
-
-function demoState(page: Page): Promise<DemoState> {
-  return readDemo<DemoState>(page);
 }
 
 function waitFor(page: Page, condition: string, timeout = 8000): Promise<DemoState> {
