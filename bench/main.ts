@@ -17,6 +17,7 @@ import { cpuSeconds, rssBytes, type Server, startServer } from "./procs.ts";
 import type { LoadConfig } from "./load.ts";
 import { renderChart, type Report } from "./chart.ts";
 import { withTables } from "./report.ts";
+import { heapGrowth, type HeapSummary, heapSummary, inspectPortOf } from "./heap.ts";
 
 const QUICK = Deno.args.includes("--quick");
 const argValue = (name: string) => {
@@ -36,6 +37,12 @@ const denoFlags = (variable: string) => (Deno.env.get(variable) ?? "").split(" "
 const RELAY_FLAGS = denoFlags("BENCH_RELAY_FLAGS");
 const NAIVE_FLAGS = denoFlags("BENCH_NAIVE_FLAGS");
 const SERVER_CORE = 1;
+/**
+ * With BENCH_HEAP_DIR set, the memory case also writes what each idle
+ * connection keeps on the JavaScript heap (two heap snapshots) for a Deno
+ * server started with an `--inspect=127.0.0.1:<port>` flag.
+ */
+const HEAP_DIR = Deno.env.get("BENCH_HEAP_DIR");
 
 const PORTS = {
   upstream: 18080,
@@ -139,7 +146,7 @@ function targetsFor(name: string): TargetName[] {
 /** Sizes per mode: full for the table, quick as CI's smoke check of the harness. */
 const SIZE = QUICK
   ? {
-    reps: 1,
+    reps: 3,
     seconds: 1,
     idle: 100,
     voiceSessions: 10,
@@ -456,6 +463,10 @@ const CASES: Record<string, CaseDef> = {
     better: "lower",
     async run(t, server) {
       const rss = { warm: 0, open: 0 };
+      const inspectPort = HEAP_DIR === undefined ? null : inspectPortOf(
+        t === "naive_deno" ? NAIVE_FLAGS : t.startsWith("relay") ? RELAY_FLAGS : [],
+      );
+      let warmHeap: HeapSummary | null = null;
       const result = await load(
         {
           ...base,
@@ -469,6 +480,16 @@ const CASES: Record<string, CaseDef> = {
           await sleep(500);
           if (line.stage === "warm") rss.warm = rssBytes(server.pid);
           else rss.open = rssBytes(server.pid);
+          if (inspectPort !== null) {
+            const heap = await heapSummary(inspectPort);
+            if (warmHeap === null) warmHeap = heap;
+            else {
+              await Deno.writeTextFile(
+                `${HEAP_DIR}/${t}-${Date.now()}.json`,
+                JSON.stringify(heapGrowth(warmHeap, heap, SIZE.idle), null, 2),
+              );
+            }
+          }
           await stdin.write(new TextEncoder().encode("go\n"));
         },
       );
