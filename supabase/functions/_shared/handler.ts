@@ -12,7 +12,7 @@ import { checkUpgradeRequest } from "./http/handshake.ts";
 import { type Refusal, refusal, refusalResponse } from "./http/refusal.ts";
 import { matchRoute, type Route } from "./http/routes.ts";
 import { Deadlines } from "./relay/deadlines.ts";
-import { composeHooks } from "./relay/hooks.ts";
+import { hooksComposer } from "./relay/hooks.ts";
 import { ConnectionRegistry } from "./relay/registry.ts";
 import { RelaySession } from "./relay/session.ts";
 import type { Settings } from "./settings.ts";
@@ -114,6 +114,8 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
   };
   // One runtime timer for every connection's deadlines.
   const deadlines = new Deadlines();
+  const composeHooks = hooksComposer();
+  const releaseSlot = (session: RelaySession) => registry.release(session.user, session);
   let draining = false;
 
   const reject = (refused: Refusal, route: Route | null): Response => {
@@ -184,10 +186,10 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
         return reject(refused, route);
       }
     }
-    const lease = registry.reserve(identity.user);
-    if (typeof lease === "string") {
+    const full = registry.reserve(identity.user);
+    if (full !== null) {
       cancel();
-      return reject(refusal(lease), route);
+      return reject(refusal(full), route);
     }
 
     const protocol = selectProtocol(offeredProtocols(request.headers));
@@ -202,7 +204,7 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
         ...(protocol === undefined ? {} : { protocol }),
       });
     } catch {
-      lease.release();
+      registry.release(identity.user);
       cancel();
       return reject(refusal("bad_handshake"), route);
     }
@@ -226,9 +228,9 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       user: identity.user,
       now,
       deadlines,
+      onEnded: releaseSlot,
     });
-    lease.attach(session);
-    session.done.then(() => lease.release());
+    registry.attach(session);
     waitUntil?.(session.done);
     if (draining) session.shutdown();
     return upgraded.response;

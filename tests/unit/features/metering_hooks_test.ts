@@ -46,6 +46,9 @@ function recordingLink() {
   const sent: Message[] = [];
   const ends: CloseFrame[] = [];
   const link: ConnectionLink = {
+    conn: "c-test",
+    user: "u-test",
+    model: "gpt-realtime",
     sendToClient: (data) => void sent.push(data),
     sendToUpstream: () => {},
     holdClient: () => {},

@@ -47,6 +47,9 @@ class ScriptedStore implements SessionStore {
 
 /** What the feature did to its connection. */
 class RecordingLink implements ConnectionLink {
+  readonly conn = "c-test";
+  readonly user = "u-test";
+  readonly model = "gpt-realtime";
   readonly toClient: string[] = [];
   readonly toUpstream: string[] = [];
   holds = 0;

@@ -3,6 +3,7 @@ import {
   composeHooks,
   type ConnectionHooks,
   type ConnectionLink,
+  hooksComposer,
 } from "../../../supabase/functions/_shared/relay/hooks.ts";
 
 const link = {} as ConnectionLink;
@@ -44,4 +45,19 @@ Deno.test("composeHooks offers the first close notice and runs every lifecycle h
   hooks.ended!({ frame: { code: 1000, reason: "" }, by: "client" });
   assert.deepEqual(calls, ["started 1", "opened 2", "ended 2", "ended 3"]);
   assert.equal(hooks.fromClient, undefined, "no part handles client messages: none is composed");
+});
+
+Deno.test("hooksComposer reuses a composition while the parts are the same objects", () => {
+  const compose = hooksComposer();
+  const shared: ConnectionHooks = { fromUpstream: (data) => data };
+  const notices: ConnectionHooks = { closeNotice: () => "notice" };
+  const first = compose([shared, notices]);
+  assert.ok(first !== undefined);
+  assert.equal(compose([shared, notices]), first, "same parts, same hooks");
+  const own: ConnectionHooks = { fromClient: () => null };
+  const third = compose([shared, own]);
+  assert.notEqual(third, first, "another part, another composition");
+  assert.equal(third!.fromClient!("x", link), null);
+  assert.equal(compose([]), undefined);
+  assert.equal(compose([shared]), shared, "a single part is itself");
 });

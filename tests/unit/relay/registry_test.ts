@@ -3,38 +3,41 @@ import { ConnectionRegistry } from "../../../supabase/functions/_shared/relay/re
 
 Deno.test("ConnectionRegistry enforces the per-user cap before the instance cap", () => {
   const registry = new ConnectionRegistry(2, 3);
-  const a1 = registry.reserve("a");
-  const a2 = registry.reserve("a");
+  assert.equal(registry.reserve("a"), null);
+  assert.equal(registry.reserve("a"), null);
   assert.equal(registry.reserve("a"), "too_many_connections");
-  const b1 = registry.reserve("b");
+  assert.equal(registry.reserve("b"), null);
   assert.equal(registry.reserve("c"), "at_capacity");
   assert.equal(registry.reserve("a"), "too_many_connections");
   assert.equal(registry.size, 3);
-  assert.ok(typeof a1 !== "string" && typeof a2 !== "string" && typeof b1 !== "string");
-  a1.release();
-  a1.release(); // twice is harmless
+  registry.release("a");
   assert.equal(registry.size, 2);
-  assert.notEqual(typeof registry.reserve("c"), "string");
+  assert.equal(registry.reserve("c"), null, "a freed slot is anyone's");
+  assert.equal(registry.reserve("a"), "at_capacity", "a's freed slot went to c");
+  registry.release("b");
+  assert.equal(registry.reserve("a"), null, "a is below its own cap again");
 });
 
 Deno.test("ConnectionRegistry.shutdownAll reaches every attached connection", async () => {
   const registry = new ConnectionRegistry(5, 5);
   const told: string[] = [];
   for (const name of ["x", "y"]) {
-    const lease = registry.reserve(name);
-    assert.ok(typeof lease !== "string");
+    assert.equal(registry.reserve(name), null);
     let resolve!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
-    lease.attach({
+    const connection = {
       shutdown: () => {
         told.push(name);
         resolve();
-        lease.release();
+        registry.release(name, connection);
       },
       done,
-    });
+    };
+    registry.attach(connection);
   }
   await registry.shutdownAll();
   assert.deepEqual(told, ["x", "y"]);
   assert.equal(registry.size, 0);
+  await registry.shutdownAll(); // released connections are not told again
+  assert.deepEqual(told, ["x", "y"]);
 });

@@ -6,9 +6,9 @@
 import { closeNotice } from "../realtime/close_notice.ts";
 import type { RouteFeature } from "./feature.ts";
 
-const hooks = { closeNotice } as const;
+const admission = { hooks: { closeNotice } } as const;
 
 /** Close notices for every connection (stateless, so one set of hooks serves all). */
 export function closeNoticesFeature(): RouteFeature {
-  return { admit: () => ({ hooks }) };
+  return { admit: () => admission };
 }

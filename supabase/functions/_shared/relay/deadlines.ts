@@ -15,7 +15,9 @@ export interface Deadline {
 
 interface Entry extends Deadline {
   readonly at: number;
-  readonly run: () => void;
+  readonly run: (subject: unknown) => void;
+  /** Dropped on cancel: a cancelled entry waits in the heap, its connection need not. */
+  subject: unknown;
   /** Order among equal `at`: first scheduled fires first. */
   readonly seq: number;
   done: boolean;
@@ -43,11 +45,15 @@ export class Deadlines {
     return this.#live;
   }
 
-  /** Runs `run` once, `delayMs` from now (clamped at 0). */
-  after(delayMs: number, run: () => void): Deadline {
+  /**
+   * Runs `run(subject)` once, `delayMs` from now (clamped at 0). A shared
+   * `run` with the connection as `subject` costs a connection no closure.
+   */
+  after<T>(delayMs: number, run: (subject: T) => void, subject?: T): Deadline {
     const entry: Entry = {
       at: this.#now() + Math.max(0, delayMs),
-      run,
+      run: run as (subject: unknown) => void,
+      subject,
       seq: this.#seq++,
       done: false,
     };
@@ -62,6 +68,7 @@ export class Deadlines {
     const entry = deadline as Entry | undefined;
     if (!entry || entry.done) return;
     entry.done = true;
+    entry.subject = undefined;
     // Cancelled entries stay in the heap until they surface; with none live
     // the heap and the runtime timer go, so nothing outlives the connections.
     if (--this.#live === 0) this.#reset();
@@ -96,7 +103,7 @@ export class Deadlines {
       this.#pop();
       head.done = true;
       this.#live--;
-      head.run();
+      head.run(head.subject);
     }
     // A deadline scheduled by `run` may have armed the timer for itself; the
     // earliest one left is the head.

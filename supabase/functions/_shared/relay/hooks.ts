@@ -13,6 +13,10 @@ export type ClosedBy = "client" | "upstream" | "relay";
 
 /** What a feature may do to the connection it was given. */
 export interface ConnectionLink {
+  /** The connection's id, its user and its model: a hook shared by every connection reads them here. */
+  readonly conn: string;
+  readonly user: string;
+  readonly model: string;
   /** Sends to the client now (queued while its socket is still opening); no hook sees it. */
   sendToClient(data: Message): void;
   /** Sends to the upstream now; only valid once it has opened. No hook sees it. */
@@ -100,4 +104,25 @@ export function composeHooks(parts: readonly ConnectionHooks[]): ConnectionHooks
   }
   if (ended.length) hooks.ended = (end) => ended.forEach((run) => run(end));
   return hooks;
+}
+
+/**
+ * {@linkcode composeHooks} for one connection after another, reusing the last
+ * composition while each connection's parts are the same objects as the one
+ * before's: features whose hooks are shared by every connection (close
+ * notices, usage telemetry) then cost a connection no hooks of its own.
+ */
+export function hooksComposer(): (
+  parts: readonly ConnectionHooks[],
+) => ConnectionHooks | undefined {
+  let last: readonly ConnectionHooks[] = [];
+  let composed: ConnectionHooks | undefined;
+  return (parts) => {
+    const same = parts.length === last.length && parts.every((part, i) => part === last[i]);
+    if (!same) {
+      last = parts;
+      composed = composeHooks(parts);
+    }
+    return composed;
+  };
 }

@@ -12,12 +12,6 @@ export interface Closable {
   readonly done: Promise<void>;
 }
 
-/** A reserved connection slot; release it exactly once when the connection ends. */
-export interface Lease {
-  attach(connection: Closable): void;
-  release(): void;
-}
-
 /** Tracks connections against `maxPerUser` and `maxTotal`. */
 export class ConnectionRegistry {
   readonly #maxPerUser: number;
@@ -37,32 +31,31 @@ export class ConnectionRegistry {
   }
 
   /**
-   * Reserves a slot for `user`, or says which cap is reached. Synchronous, so
-   * two concurrent upgrades cannot both take the last slot.
+   * Reserves a slot for `user` (`null`), or says which cap is reached.
+   * Synchronous, so two concurrent upgrades cannot both take the last slot.
+   * Each reservation is released exactly once, with {@linkcode release}.
    */
-  reserve(user: string): Lease | "too_many_connections" | "at_capacity" {
+  reserve(user: string): "too_many_connections" | "at_capacity" | null {
     const held = this.#perUser.get(user) ?? 0;
     if (held >= this.#maxPerUser) return "too_many_connections";
     if (this.#total >= this.#maxTotal) return "at_capacity";
     this.#perUser.set(user, held + 1);
     this.#total++;
-    let connection: Closable | null = null;
-    let released = false;
-    return {
-      attach: (attached) => {
-        connection = attached;
-        this.#live.add(attached);
-      },
-      release: () => {
-        if (released) return;
-        released = true;
-        if (connection) this.#live.delete(connection);
-        this.#total--;
-        const left = (this.#perUser.get(user) ?? 1) - 1;
-        if (left > 0) this.#perUser.set(user, left);
-        else this.#perUser.delete(user);
-      },
-    };
+    return null;
+  }
+
+  /** The connection a reservation became: shutdown reaches it. */
+  attach(connection: Closable): void {
+    this.#live.add(connection);
+  }
+
+  /** Gives back `user`'s reservation, and forgets its connection if one was attached. */
+  release(user: string, connection?: Closable): void {
+    if (connection !== undefined) this.#live.delete(connection);
+    this.#total--;
+    const left = (this.#perUser.get(user) ?? 1) - 1;
+    if (left > 0) this.#perUser.set(user, left);
+    else this.#perUser.delete(user);
   }
 
   /** Tells every live connection to reconnect elsewhere; settles when all are closed. */

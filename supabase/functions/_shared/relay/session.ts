@@ -6,7 +6,7 @@
  * @module
  */
 import type { Telemetry } from "../telemetry/log.ts";
-import type { Message, Upstream, UpstreamConnector } from "../upstream/upstream.ts";
+import type { Message, Upstream, UpstreamConnector, UpstreamEvents } from "../upstream/upstream.ts";
 import {
   clientCloseForUpstream,
   type CloseFrame,
@@ -53,7 +53,15 @@ export interface SessionOptions {
    * @default 5000
    */
   readonly lingerMs?: number;
+  /**
+   * Called once when the connection is over (before {@linkcode RelaySession.done}
+   * settles). One function for every connection costs none of them a closure.
+   */
+  readonly onEnded?: (session: RelaySession) => void;
 }
+
+/** The client socket events a session listens to (see {@linkcode RelaySession.handleEvent}). */
+const CLIENT_EVENTS = ["message", "open", "close", "error"] as const;
 
 /** Telemetry's record of a client that never finished its upgrade (it never sees this frame). */
 const CLIENT_OPEN_TIMEOUT: CloseFrame = { code: 1011, reason: "client_open_timeout" };
@@ -61,23 +69,36 @@ const CLIENT_OPEN_TIMEOUT: CloseFrame = { code: 1011, reason: "client_open_timeo
 /** For sessions built without a relay's shared deadlines (tests). */
 const OWN_DEADLINES = new Deadlines();
 
-/** One relayed connection, from upgrade until both sockets are closed. */
-export class RelaySession implements ConnectionLink {
-  /** Settles once both sockets are closed (or the linger time has passed). */
-  readonly done: Promise<void>;
+/** The rate limiter's clock, one function for all connections. */
+const monotonicNow = () => performance.now();
+
+/**
+ * One relayed connection, from upgrade until both sockets are closed.
+ *
+ * An idle connection's memory is what a worker's connection count is bounded
+ * by, so a session allocates no closures of its own: it is the listener of its
+ * client socket ({@linkcode handleEvent}), the receiver of its upstream's
+ * events, the subject of its deadlines and the link its hooks are given, all
+ * through methods on the prototype.
+ */
+export class RelaySession implements ConnectionLink, UpstreamEvents {
+  /** Identifiers for telemetry and features. */
+  readonly conn: string;
+  readonly user: string;
+  readonly model: string;
 
   readonly #client: WebSocket;
   readonly #upstream: Upstream;
   readonly #limits: SessionLimits;
   readonly #telemetry: Telemetry;
-  readonly #conn: string;
-  readonly #user: string;
   readonly #hooks: ConnectionHooks | undefined;
   readonly #now: () => number;
   readonly #lingerMs: number;
   readonly #startedAt: number;
   readonly #bucket: TokenBucket;
-  #resolveDone!: () => void;
+  readonly #onEnded: ((session: RelaySession) => void) | undefined;
+  /** Made when first asked for (the registry's shutdown, `waitUntil`): most connections never are. */
+  #done: { promise: Promise<void>; resolve: () => void } | null = null;
 
   #clientOpen = false;
   #upstreamOpen = false;
@@ -93,10 +114,10 @@ export class RelaySession implements ConnectionLink {
   /** Holds on client messages taken by hooks ({@linkcode ConnectionLink.holdClient}). */
   #holds = 0;
 
-  /** Messages waiting for a side that is not open yet, with their byte total. */
-  #toUpstream: Message[] = [];
+  /** Messages waiting for a side that is not open yet (made when one waits), with their byte total. */
+  #toUpstream: Message[] | null = null;
   #toUpstreamBytes = 0;
-  #toClient: Message[] = [];
+  #toClient: Message[] | null = null;
   #toClientBytes = 0;
 
   /**
@@ -114,48 +135,85 @@ export class RelaySession implements ConnectionLink {
   #bytesOut = 0;
 
   constructor(options: SessionOptions) {
-    this.done = new Promise((resolve) => (this.#resolveDone = resolve));
     this.#client = options.client;
     this.#limits = options.limits;
     this.#telemetry = options.telemetry;
-    this.#conn = options.conn;
-    this.#user = options.user;
+    this.conn = options.conn;
+    this.user = options.user;
+    this.model = options.model;
     this.#hooks = options.hooks;
     this.#now = options.now ?? Date.now;
     this.#lingerMs = options.lingerMs ?? 5000;
+    this.#onEnded = options.onEnded;
     this.#startedAt = this.#now();
-    this.#bucket = new TokenBucket(options.limits.rateLimit, () => performance.now());
+    this.#bucket = new TokenBucket(options.limits.rateLimit, monotonicNow);
 
     const client = this.#client;
     client.binaryType = "arraybuffer";
-    client.onopen = () => this.#onClientOpen();
-    client.onmessage = (event: MessageEvent<Message>) => this.#fromClient(event.data);
-    client.onclose = (event) => this.#onClientClose(event.code, event.reason);
-    // An error is always followed by a close event, which carries the decision.
-    client.onerror = (event) => event.preventDefault();
+    for (const type of CLIENT_EVENTS) client.addEventListener(type, this);
     this.#hooks?.started?.(this);
 
     // The upstream starts now, not after the client's open: the client's first
     // messages are queued meanwhile instead of lost.
-    this.#upstream = options.connect(options.model, {
-      onOpen: () => this.#onUpstreamOpen(),
-      onMessage: (data) => this.#fromUpstream(data),
-      onClose: (code, reason) => this.#onUpstreamClose(code, reason),
-    });
+    this.#upstream = options.connect(options.model, this);
     // The upstream must open within the timeout. So must the client: one
     // whose upgrade never completes (Deno 2.1.4 sends no 101 to an HTTP/1.0
     // request) fires neither open nor close, and would hold its slot and
     // upstream socket forever.
     this.#deadlines = options.deadlines ?? OWN_DEADLINES;
-    this.#openTimer = this.#deadlines.after(options.limits.upstreamTimeoutMs, () => {
-      if (!this.#upstreamOpen) this.#end(RELAY_CLOSE.upstreamTimeout, "relay", "upstream_timeout");
-      else this.#end(CLIENT_OPEN_TIMEOUT, "relay");
-    });
+    this.#openTimer = this.#deadlines.after(
+      options.limits.upstreamTimeoutMs,
+      RelaySession.#openDeadline,
+      this,
+    );
     if (options.expiresAtMs !== null) {
       this.#expiryTimer = this.#deadlines.after(
         options.expiresAtMs - this.#now(),
-        () => this.#end(RELAY_CLOSE.tokenExpired, "relay"),
+        RelaySession.#expiryDeadline,
+        this,
       );
+    }
+  }
+
+  static #openDeadline(session: RelaySession): void {
+    if (!session.#upstreamOpen) {
+      session.#end(RELAY_CLOSE.upstreamTimeout, "relay", "upstream_timeout");
+    } else session.#end(CLIENT_OPEN_TIMEOUT, "relay");
+  }
+
+  static #expiryDeadline(session: RelaySession): void {
+    session.#end(RELAY_CLOSE.tokenExpired, "relay");
+  }
+
+  static #lingerDeadline(session: RelaySession): void {
+    session.#finish();
+  }
+
+  /** Settles once both sockets are closed (or the linger time has passed). */
+  get done(): Promise<void> {
+    if (this.#done === null) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((settle) => (resolve = settle));
+      this.#done = { promise, resolve };
+      if (this.#finished) resolve();
+    }
+    return this.#done.promise;
+  }
+
+  /** The client socket's events (the session is its listener). */
+  handleEvent(event: Event): void {
+    switch (event.type) {
+      case "message":
+        return this.#fromClient((event as MessageEvent<Message>).data);
+      case "open":
+        return this.#onClientOpen();
+      case "close": {
+        const { code, reason } = event as CloseEvent;
+        return this.#onClientClose(code, reason);
+      }
+      // An error is always followed by a close event, which carries the decision.
+      case "error":
+        return event.preventDefault();
     }
   }
 
@@ -168,9 +226,6 @@ export class RelaySession implements ConnectionLink {
   end(frame: CloseFrame): void {
     this.#end(frame, "relay");
   }
-
-  // The ConnectionLink that hooks receive is the session itself: methods on
-  // the prototype cost an idle connection nothing, closures would.
 
   /** Sends to the client now (queued while its socket is still opening); no hook sees it. */
   sendToClient(data: Message): void {
@@ -209,9 +264,9 @@ export class RelaySession implements ConnectionLink {
     this.#clientOpen = true;
     if (this.#upstreamOpen) this.#deadlines.cancel(this.#openTimer);
     const queued = this.#toClient;
-    this.#toClient = [];
+    this.#toClient = null;
     this.#toClientBytes = 0;
-    for (const data of queued) this.#sendToClient(data);
+    if (queued !== null) { for (const data of queued) this.#sendToClient(data); }
     if (this.#pendingClientClose) {
       const { code, reason } = this.#pendingClientClose;
       this.#pendingClientClose = null;
@@ -227,7 +282,7 @@ export class RelaySession implements ConnectionLink {
     this.#msgsIn++;
     this.#bytesIn += bytes;
     if (this.#telemetry.debugEnabled) {
-      this.#telemetry.debug("message.received", { conn: this.#conn, type: kindOf(data), bytes });
+      this.#telemetry.debug("message.received", { conn: this.conn, type: kindOf(data), bytes });
     }
     let forwarded = data;
     if (this.#hooks?.fromClient) {
@@ -242,14 +297,15 @@ export class RelaySession implements ConnectionLink {
       }
       return;
     }
-    this.#toUpstream.push(forwarded);
+    (this.#toUpstream ??= []).push(forwarded);
     this.#toUpstreamBytes += forwarded === data ? bytes : messageBytes(forwarded);
     if (this.#toUpstreamBytes > this.#limits.maxBufferedBytes) {
       this.#end(RELAY_CLOSE.bufferFull, "relay");
     }
   }
 
-  #fromUpstream(message: Message): void {
+  /** The upstream's events (the session is their receiver). */
+  onUpstreamMessage(message: Message): void {
     if (this.#ending) return;
     let data: Message | null = message;
     if (this.#hooks?.fromUpstream) {
@@ -264,7 +320,7 @@ export class RelaySession implements ConnectionLink {
   }
 
   #queueForClient(data: Message): void {
-    this.#toClient.push(data);
+    (this.#toClient ??= []).push(data);
     this.#toClientBytes += messageBytes(data);
     if (this.#toClientBytes > this.#limits.maxBufferedBytes) {
       this.#end(RELAY_CLOSE.bufferFull, "relay");
@@ -277,18 +333,18 @@ export class RelaySession implements ConnectionLink {
     this.#msgsOut++;
     this.#bytesOut += bytes;
     if (this.#telemetry.debugEnabled) {
-      this.#telemetry.debug("message.sent", { conn: this.#conn, type: kindOf(data), bytes });
+      this.#telemetry.debug("message.sent", { conn: this.conn, type: kindOf(data), bytes });
     }
     if (this.#client.bufferedAmount > this.#limits.maxBufferedBytes) {
       this.#end(RELAY_CLOSE.bufferFull, "relay");
     }
   }
 
-  #onUpstreamOpen(): void {
+  onUpstreamOpen(): void {
     this.#upstreamOpen = true;
     if (this.#clientOpen) this.#deadlines.cancel(this.#openTimer);
     this.#telemetry.info("upstream.connected", {
-      conn: this.#conn,
+      conn: this.conn,
       ms: this.#now() - this.#startedAt,
     });
     if (this.#pendingUpstreamClose) {
@@ -303,7 +359,8 @@ export class RelaySession implements ConnectionLink {
 
   #flushToUpstream(): void {
     const queued = this.#toUpstream;
-    this.#toUpstream = [];
+    if (queued === null) return;
+    this.#toUpstream = null;
     this.#toUpstreamBytes = 0;
     for (const data of queued) {
       this.#upstream.send(data);
@@ -313,7 +370,7 @@ export class RelaySession implements ConnectionLink {
     }
   }
 
-  #onUpstreamClose(code: number, reason: string): void {
+  onUpstreamClose(code: number, reason: string): void {
     this.#upstreamClosed = true;
     if (!this.#ending) {
       if (this.#upstreamOpen) this.#end(clientCloseForUpstream(code, reason), "upstream");
@@ -341,9 +398,9 @@ export class RelaySession implements ConnectionLink {
   #end(frame: CloseFrame, by: ClosedBy, failure?: string): void {
     if (this.#ending) return;
     this.#ending = { frame, by };
-    if (failure) this.#telemetry.info("upstream.failed", { conn: this.#conn, error: failure });
+    if (failure) this.#telemetry.info("upstream.failed", { conn: this.conn, error: failure });
     this.#stopTimers();
-    this.#toUpstream = [];
+    this.#toUpstream = null;
     this.#toUpstreamBytes = 0;
     this.#closeUpstream({ code: 1000, reason: frame.reason });
     if (!this.#clientClosed) {
@@ -352,10 +409,10 @@ export class RelaySession implements ConnectionLink {
       const notice = this.#hooks?.closeNotice?.(frame, by) ?? null;
       if (this.#client.readyState === WebSocket.CONNECTING) {
         // Still upgrading: deliver what the upstream already said, then close.
-        if (notice !== null) this.#toClient.push(notice);
+        if (notice !== null) (this.#toClient ??= []).push(notice);
         this.#pendingClientClose = frame;
       } else {
-        this.#toClient = [];
+        this.#toClient = null;
         if (notice !== null && this.#client.readyState === WebSocket.OPEN) {
           this.#client.send(notice);
         }
@@ -374,7 +431,7 @@ export class RelaySession implements ConnectionLink {
   }
 
   #startLinger(): void {
-    this.#lingerTimer = this.#deadlines.after(this.#lingerMs, () => this.#finish());
+    this.#lingerTimer = this.#deadlines.after(this.#lingerMs, RelaySession.#lingerDeadline, this);
   }
 
   #stopTimers(): void {
@@ -383,9 +440,9 @@ export class RelaySession implements ConnectionLink {
   }
 
   #dropQueues(): void {
-    this.#toUpstream = [];
+    this.#toUpstream = null;
     this.#toUpstreamBytes = 0;
-    this.#toClient = [];
+    this.#toClient = null;
     this.#toClientBytes = 0;
   }
 
@@ -401,8 +458,8 @@ export class RelaySession implements ConnectionLink {
     this.#dropQueues();
     const ending = this.#ending ?? { frame: { code: 1006, reason: "" }, by: "relay" as const };
     this.#telemetry.info("websocket.connection.closed", {
-      conn: this.#conn,
-      user: this.#user,
+      conn: this.conn,
+      user: this.user,
       ms: this.#now() - this.#startedAt,
       code: ending.frame.code,
       reason: ending.frame.reason,
@@ -413,7 +470,8 @@ export class RelaySession implements ConnectionLink {
       bytes_out: this.#bytesOut,
     });
     this.#hooks?.ended?.(ending);
-    this.#resolveDone();
+    this.#onEnded?.(this);
+    this.#done?.resolve();
   }
 }
 

@@ -8,16 +8,16 @@ import type { Upstream, UpstreamEvents } from "./upstream.ts";
 /** Connects each client to a loopback that answers every message with itself. */
 export function echoConnector(_model: string, events: UpstreamEvents): Upstream {
   let open = true;
-  queueMicrotask(() => open && events.onOpen());
+  queueMicrotask(() => open && events.onUpstreamOpen());
   return {
     bufferedAmount: 0,
     send(data) {
-      if (open) events.onMessage(data);
+      if (open) events.onUpstreamMessage(data);
     },
     close(code, reason) {
       if (!open) return;
       open = false;
-      queueMicrotask(() => events.onClose(code, reason));
+      queueMicrotask(() => events.onUpstreamClose(code, reason));
     },
   };
 }

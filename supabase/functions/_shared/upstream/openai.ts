@@ -3,7 +3,7 @@
  * subprotocols, since the edge runtime cannot set request headers on one.
  * @module
  */
-import type { Upstream, UpstreamConnector, UpstreamEvents } from "./upstream.ts";
+import type { Message, Upstream, UpstreamConnector, UpstreamEvents } from "./upstream.ts";
 
 /** Where and how to reach OpenAI. */
 export interface OpenAIUpstreamOptions {
@@ -41,11 +41,38 @@ export function openAIConnector(options: OpenAIUpstreamOptions): UpstreamConnect
     const socket = new WebSocket(urlFor(model), protocols);
     // Deno's default is "blob", which would make every binary frame an async read.
     socket.binaryType = "arraybuffer";
-    socket.onopen = () => events.onOpen();
-    socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => events.onMessage(event.data);
-    socket.onclose = (event) => events.onClose(event.code, event.reason);
-    // An error is always followed by a close event, which carries the decision.
-    socket.onerror = (event) => event.preventDefault();
+    const listener = new UpstreamListener(events);
+    for (const type of SOCKET_EVENTS) socket.addEventListener(type, listener);
     return socket;
   };
+}
+
+const SOCKET_EVENTS = ["message", "open", "close", "error"] as const;
+
+/**
+ * One listener object for the socket's four events: an `on...` handler costs
+ * each idle connection a closure and the runtime's wrapper around it.
+ */
+class UpstreamListener {
+  readonly #events: UpstreamEvents;
+
+  constructor(events: UpstreamEvents) {
+    this.#events = events;
+  }
+
+  handleEvent(event: Event): void {
+    switch (event.type) {
+      case "message":
+        return this.#events.onUpstreamMessage((event as MessageEvent<Message>).data);
+      case "open":
+        return this.#events.onUpstreamOpen();
+      case "close": {
+        const { code, reason } = event as CloseEvent;
+        return this.#events.onUpstreamClose(code, reason);
+      }
+      // An error is always followed by a close event, which carries the decision.
+      case "error":
+        return event.preventDefault();
+    }
+  }
 }

@@ -6,12 +6,12 @@
 /** A relayed message: text as a string, binary as an ArrayBuffer. */
 export type Message = string | ArrayBuffer;
 
-/** What an upstream reports back to the relay loop. */
+/** What an upstream reports back to the relay loop (the session itself). */
 export interface UpstreamEvents {
-  onOpen(): void;
-  onMessage(data: Message): void;
+  onUpstreamOpen(): void;
+  onUpstreamMessage(data: Message): void;
   /** Called once, whether the upstream closed, dropped or never opened. */
-  onClose(code: number, reason: string): void;
+  onUpstreamClose(code: number, reason: string): void;
 }
 
 /** An open (or opening) upstream connection. */
