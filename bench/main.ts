@@ -236,7 +236,10 @@ function urlsFor(
       node_ws: PORTS.node,
       nginx: PORTS.nginx,
     }[target];
-    return [`ws://127.0.0.1:${port}${path}`];
+    // The same request as the relay's, token included: every contender holds
+    // what the client sent (Deno keeps an upgraded request's URL, ~0.9 KB with
+    // a Supabase access token), and the baselines pass it on as they would.
+    return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${port}${path}&jwt=${t}`);
   }
   return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${PORTS.relay}/relay?jwt=${t}`);
 }
