@@ -193,6 +193,29 @@ Deno.test({
         }, shared);
       });
 
+      await t.step(
+        "metering readmits on a recent read only within RELAY_BUDGET_REFRESH_S",
+        async () => {
+          const user = crypto.randomUUID();
+          const env = { RELAY_BUDGET_USD: "0.000001", RELAY_BUDGET_REFRESH_S: "1" };
+          await withMeteredRelay(pg, env, async (first) => {
+            await withMeteredRelay(pg, env, async (second) => {
+              const before = await connect(first, user);
+              await before.close();
+              await until(() => first.relay.connections() === 0, 6000, "closed");
+              // The budget is spent on the other instance.
+              const spender = await connect(second, user);
+              await say(spender, "spend it");
+              assert.equal((await spender.waitClosed()).code, 4002);
+              await untilAsync(async () => (await usageRows(pg, user)).length === 1, 5000, "row");
+              await new Promise((resolve) => setTimeout(resolve, 1100));
+              const refused = await refusedWith(first, user);
+              assert.equal(refused.status, 429, "a read older than the interval is read again");
+            }, shared);
+          }, shared);
+        },
+      );
+
       await t.step("metering honours a relay.budgets override, both ways", async () => {
         const generous = crypto.randomUUID();
         const barred = crypto.randomUUID();
@@ -322,6 +345,14 @@ Deno.test({
               }
               await client.close();
               await until(() => relay.relay.connections() === 0, 6000, "closed");
+              // A reconnect within RELAY_BUDGET_REFRESH_S (a resumed session, a dropped
+              // socket) is admitted on the standing read moments ago.
+              const beforeReconnect = statements.length;
+              const again = await connect(relay, user);
+              const readmitted = statements.length - beforeReconnect;
+              await again.close();
+              await until(() => relay.relay.connections() === 0, 6000, "closed again");
+              assert.equal(readmitted, 0, "no round trip to readmit");
               const during = statements.slice(before);
               const count = (pattern: RegExp) => during.filter((s) => pattern.test(s)).length;
               const writes = count(/insert into relay\.usage/);
@@ -339,11 +370,12 @@ Deno.test({
                 tried: `one connection, ${responses} responses, metering with a budget`,
                 counts: {
                   "round trips to admit": admitted,
+                  "round trips to readmit within the refresh interval": readmitted,
                   "round trips per response": writes / responses,
                   "refreshes (one per RELAY_BUDGET_REFRESH_S per instance)": refreshes,
                 },
                 held:
-                  "admission is one statement; each response's usage row and spend rollup one statement; no database work per message",
+                  "admission is one statement (none for a reconnect within the refresh interval); each response's usage row and spend rollup one statement; no database work per message",
                 command: "deno test -A tests/integration/metering_test.ts",
               });
             }, { ...shared, deps: { database } });

@@ -55,13 +55,32 @@ Deno.test("SpendBook uses the default limit until the database says otherwise", 
   assert.equal(new Date(book.periodStart()).toISOString(), "2026-12-01T00:00:00.000Z");
 });
 
-Deno.test("SpendBook forgets a user only when nothing of theirs is unwritten", () => {
-  const { now } = clock("2026-12-01T10:00:00Z");
+Deno.test("SpendBook knows how recent a read is, and prunes stale reads with nothing pending", () => {
+  const { state, now } = clock("2026-12-01T10:00:00Z");
   const book = new SpendBook("day", 100, now);
-  const period = book.charge("u", 10);
-  book.forget("u");
-  assert.equal(book.spent("u"), 10, "kept: a charge is unwritten");
-  book.settle("u", 10, period);
-  book.forget("u");
+  book.observe("a", 10, book.periodStart(), 100);
+  assert.equal(book.readWithin("a", 5000), true);
+  book.observe("b", 0, book.periodStart());
+  assert.equal(book.readWithin("b", 5000), false, "a total without the limit is not a standing");
+  const period = book.charge("b", 10);
+  state.now += 2000;
+  book.observe("c", 0, book.periodStart(), null);
+  state.now += 4000;
+  assert.equal(book.readWithin("a", 5000), false, "6 s old");
+  assert.equal(book.readWithin("c", 5000), true, "4 s old");
+  book.prune(5000, (user) => user === "a");
+  assert.equal(book.size, 3, "a is kept (live), b has a charge unwritten, c is recent");
+  book.settle("b", 10, period);
+  book.prune(5000, () => false);
+  assert.equal(book.size, 1, "a and b go; c stays");
+  state.now += 2000;
+  book.prune(5000, () => false);
   assert.equal(book.size, 0);
+  book.observe("d", 0, book.periodStart(), 100);
+  state.now = Date.parse("2026-12-02T00:00:01Z");
+  assert.equal(
+    book.readWithin("d", 10 * 86_400_000),
+    false,
+    "a read of yesterday is no standing today",
+  );
 });

@@ -202,6 +202,8 @@ export function meteringFeature(settings: Settings, deps: MeteringDeps): RouteFe
     if (book.exhausted(live.user)) queueMicrotask(() => enforce(live.user));
   };
 
+  const isLive = (user: string) => users.has(user);
+
   const register = (live: Live) => {
     let set = users.get(live.user);
     if (set === undefined) users.set(live.user, set = new Set());
@@ -215,10 +217,9 @@ export function meteringFeature(settings: Settings, deps: MeteringDeps): RouteFe
     if (leases.delete(live.conn)) releases.add(live.conn);
     const set = users.get(live.user);
     set?.delete(live);
-    if (set?.size === 0) {
-      users.delete(live.user);
-      book.forget(live.user);
-    }
+    if (set?.size === 0) users.delete(live.user);
+    // Kept a refresh interval: a reconnect meanwhile is admitted on it.
+    book.prune(refreshMs, isLive);
     if (users.size === 0 && timer !== undefined) {
       clearInterval(timer);
       timer = undefined;
@@ -262,6 +263,13 @@ export function meteringFeature(settings: Settings, deps: MeteringDeps): RouteFe
       over: false,
       finished: false,
     };
+    // Read moments ago (this user's last connection, or a refresh): no round
+    // trip, as fresh as a live session elsewhere sees the budget. A session cap
+    // needs its lease from the database every time.
+    if (cap === null && book.readWithin(user, refreshMs)) {
+      const known = budgetVerdict(book.spent(user), book.limit(user), now(), period);
+      return known.ok ? admitted(live) : budgetRefusal(known.retryAfterS);
+    }
     // Held from before the round trip, so a refresh meanwhile keeps the lease.
     if (cap !== null) leases.set(conn, user);
     const of = periodOf();

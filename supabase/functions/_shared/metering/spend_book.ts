@@ -2,7 +2,9 @@
  * What one instance knows of each user's spend in the current period: the
  * last total the database reported, plus what this instance metered and has
  * not written yet. So a budget holds at once on the instance whose event
- * crosses it, and while the database is away.
+ * crosses it, and while the database is away; and a user who reconnects
+ * within the refresh interval (a resumed session, a dropped socket) is
+ * admitted on what this instance read moments ago, with no round trip.
  * @module
  */
 import type { BudgetPeriod } from "../settings.ts";
@@ -15,6 +17,8 @@ interface Entry {
   /** Metered here, in this period, not yet confirmed written. */
   unwritten: number;
   limit: number | null;
+  /** When the database last reported this user's total and limit (`-Infinity`: never). */
+  readAt: number;
 }
 
 /** Per-user spend for the current period, rolled over at the period's UTC edge. */
@@ -40,8 +44,13 @@ export class SpendBook {
     const entry = this.#entries.get(user);
     if (entry && entry.periodStart === start) return entry;
     // A new period: nothing spent yet; an override limit carries over.
-    const fresh = { periodStart: start, stored: 0, unwritten: 0, limit: entry?.limit ?? null };
-    if (entry === undefined) fresh.limit = this.#defaultLimit;
+    const fresh = {
+      periodStart: start,
+      stored: 0,
+      unwritten: 0,
+      limit: entry === undefined ? this.#defaultLimit : entry.limit,
+      readAt: -Infinity,
+    };
     this.#entries.set(user, fresh);
     return fresh;
   }
@@ -61,6 +70,19 @@ export class SpendBook {
     if (limitMicros !== undefined) entry.limit = limitMicros;
     if (entry.periodStart !== periodStartMs) return;
     entry.stored = Math.max(entry.stored, storedMicros);
+    if (limitMicros !== undefined) {
+      entry.readAt = this.#now();
+      // Kept in the order of their reads, so pruning finds the oldest first.
+      this.#entries.delete(user);
+      this.#entries.set(user, entry);
+    }
+  }
+
+  /** Whether the user's total and limit for this period were read within `maxAgeMs`. */
+  readWithin(user: string, maxAgeMs: number): boolean {
+    const entry = this.#entries.get(user);
+    return entry !== undefined && entry.periodStart === this.periodStart() &&
+      this.#now() - entry.readAt <= maxAgeMs;
   }
 
   /** Adds a metered cost not yet written; returns the period it counts in. */
@@ -94,10 +116,17 @@ export class SpendBook {
     return budgetSpent(entry.stored + entry.unwritten, entry.limit);
   }
 
-  /** Drops a user with nothing pending (their next admission reads the database again). */
-  forget(user: string): void {
-    const entry = this.#entries.get(user);
-    if (entry !== undefined && entry.unwritten === 0) this.#entries.delete(user);
+  /**
+   * Drops, oldest read first, the users with nothing pending whose last read
+   * is older than `maxAgeMs` and for whom `keep` is false (their next
+   * admission reads the database again).
+   */
+  prune(maxAgeMs: number, keep: (user: string) => boolean): void {
+    const now = this.#now();
+    for (const [user, entry] of this.#entries) {
+      if (now - entry.readAt <= maxAgeMs) return;
+      if (entry.unwritten === 0 && !keep(user)) this.#entries.delete(user);
+    }
   }
 
   /** Users known. */
