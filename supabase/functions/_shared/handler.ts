@@ -3,7 +3,8 @@
  * a {@linkcode RelaySession} per connection.
  * @module
  */
-import { createTokenVerifier, type TokenVerifier } from "./auth/verify.ts";
+import type { Identity } from "./auth/claims.ts";
+import { createTokenVerifier, type TokenVerifier, type Verification } from "./auth/verify.ts";
 import { connectDatabase, type Database } from "./db/client.ts";
 import { extractToken, offeredProtocols, selectProtocol } from "./auth/token_source.ts";
 import { type Admission, isRefusal } from "./features/feature.ts";
@@ -52,8 +53,8 @@ export interface RelayDeps {
 
 /** A relay instance: its request handler and its lifecycle. */
 export interface Relay {
-  /** The `Deno.serve` handler. */
-  readonly handler: (request: Request) => Promise<Response>;
+  /** The `Deno.serve` handler (synchronous when nothing needs waiting for). */
+  readonly handler: (request: Request) => Response | Promise<Response>;
   /** Connections currently held. */
   readonly connections: () => number;
   /**
@@ -61,6 +62,20 @@ export interface Relay {
    * the features have flushed what they hold (usage, session state).
    */
   readonly shutdown: () => Promise<void>;
+}
+
+/** What the checks before the token established about a request. */
+interface Checked {
+  readonly request: Request;
+  readonly url: URL;
+  readonly route: Route;
+  readonly model: string | null;
+  readonly connect: UpstreamConnector;
+}
+
+/** The connection did not go ahead: every feature that admitted it lets go. */
+function cancelAll(admissions: readonly Admission[]): void {
+  for (const admission of admissions) admission.cancel?.();
 }
 
 declare const EdgeRuntime: { waitUntil(promise: Promise<unknown>): void } | undefined;
@@ -127,7 +142,7 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     return refusalResponse(refused);
   };
 
-  const handler = async (request: Request): Promise<Response> => {
+  const handler = (request: Request): Response | Promise<Response> => {
     const url = new URL(request.url);
     const route = matchRoute(url.pathname);
     if (route === null) return reject(refusal("not_found"), null);
@@ -156,42 +171,65 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       }
     }
 
-    const verified = await verifyToken(found.token);
-    if (!verified.ok) return reject(refusal(verified.error), route);
+    const checked: Checked = { request, url, route, model, connect };
+    const verified = verifyToken(found.token);
+    // A token verified before (a reconnect) is known at once; with no feature
+    // waiting on the database either, the handshake then runs without a promise.
+    return verified instanceof Promise
+      ? verified.then((answer) => afterToken(checked, answer))
+      : afterToken(checked, verified);
+  };
+
+  const afterToken = (checked: Checked, verified: Verification): Response | Promise<Response> => {
+    if (!verified.ok) return reject(refusal(verified.error), checked.route);
     const { identity } = verified;
     const conn = crypto.randomUUID();
+    if (checked.route !== "openai") return upgrade(checked, identity, conn, []);
+    const context = {
+      conn,
+      user: identity.user,
+      model: checked.model ?? "",
+      session: checked.url.searchParams.get("session"),
+    };
+    const pending = features.map((feature) => feature.admit?.(context));
+    // Side by side: each feature's database round trip overlaps the others'.
+    return pending.some((answer) => answer instanceof Promise)
+      ? Promise.all(pending).then((answers) => afterAdmission(checked, identity, conn, answers))
+      : afterAdmission(checked, identity, conn, pending as (Admission | Refusal | undefined)[]);
+  };
+
+  const afterAdmission = (
+    checked: Checked,
+    identity: Identity,
+    conn: string,
+    answers: readonly (Admission | Refusal | undefined)[],
+  ): Response => {
     const admissions: Admission[] = [];
-    const cancel = () => admissions.forEach((admission) => admission.cancel?.());
-    if (route === "openai") {
-      const context = {
-        conn,
-        user: identity.user,
-        model: model ?? "",
-        session: url.searchParams.get("session"),
-      };
-      const pending = features.map((feature) => feature.admit?.(context));
-      // Side by side: each feature's database round trip overlaps the others'. With
-      // none asynchronous (no database), nothing is awaited.
-      const answers = pending.some((answer) => answer instanceof Promise)
-        ? await Promise.all(pending)
-        : pending as (Admission | Refusal | undefined)[];
-      let refused: Refusal | undefined;
-      for (const answer of answers) {
-        if (answer === undefined) continue;
-        if (isRefusal(answer)) refused ??= answer;
-        else admissions.push(answer);
-      }
-      if (refused) {
-        cancel();
-        return reject(refused, route);
-      }
+    let refused: Refusal | undefined;
+    for (const answer of answers) {
+      if (answer === undefined) continue;
+      if (isRefusal(answer)) refused ??= answer;
+      else admissions.push(answer);
     }
+    if (refused) {
+      cancelAll(admissions);
+      return reject(refused, checked.route);
+    }
+    return upgrade(checked, identity, conn, admissions);
+  };
+
+  const upgrade = (
+    checked: Checked,
+    identity: Identity,
+    conn: string,
+    admissions: readonly Admission[],
+  ): Response => {
+    const { request, route, model } = checked;
     const full = registry.reserve(identity.user);
     if (full !== null) {
-      cancel();
+      cancelAll(admissions);
       return reject(refusal(full), route);
     }
-
     const protocol = selectProtocol(offeredProtocols(request.headers));
     // Read before upgrading: the request's headers are gone once it is upgraded.
     const origin = request.headers.get("origin");
@@ -205,7 +243,7 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       });
     } catch {
       registry.release(identity.user);
-      cancel();
+      cancelAll(admissions);
       return reject(refusal("bad_handshake"), route);
     }
 
@@ -218,7 +256,7 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     });
     const session = new RelaySession({
       client: upgraded.socket,
-      connect,
+      connect: checked.connect,
       model: model ?? "",
       hooks: composeHooks(admissions.flatMap((admission) => admission.hooks ?? [])),
       limits,

@@ -15,7 +15,7 @@ export type Verification =
   | { readonly ok: false; readonly error: "invalid_token" | "forbidden" | "auth_unavailable" };
 
 /** Verifies an access token; never throws. */
-export type TokenVerifier = (token: string) => Promise<Verification>;
+export type TokenVerifier = (token: string) => Verification | Promise<Verification>;
 
 /** What {@linkcode createTokenVerifier} needs. */
 export interface VerifierOptions {
@@ -57,9 +57,13 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
 
   const cache = options.cache ?? new VerifiedTokenCache();
 
-  return async (token) => {
+  // A remembered token is answered at once (no promise): the reconnect path.
+  return (token) => {
     const cached = cache.get(token);
-    if (cached) return { ok: true, identity: cached };
+    return cached ? { ok: true, identity: cached } : verifyAfresh(token);
+  };
+
+  async function verifyAfresh(token: string): Promise<Verification> {
     // Checked before verifying: Auth answers tokens without a user (anon and
     // service-role keys) with 403 bad_jwt, which would read as invalid_token.
     const claimed = identityFromPayload(decodePayload(token), options.allowedRoles);
@@ -80,7 +84,7 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
       // tokens, e.g. an unknown `alg`: that is still the token's fault.
       return { ok: false, error: "invalid_token" };
     }
-  };
+  }
 }
 
 /**
