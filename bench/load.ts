@@ -106,6 +106,17 @@ function pingFor(config: LoadConfig): string {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** OpenAI's answer to a session policy's pin: not an echo of anything the generator sent. */
+const SESSION_UPDATED = '{"type":"session.updated"';
+
+/** Calls `handle` for every message on `ws` but the answer to a policy's pin. */
+function onReply(ws: WebSocket, handle: (event: MessageEvent) => void): void {
+  ws.onmessage = (event) => {
+    if (typeof event.data === "string" && event.data.startsWith(SESSION_UPDATED)) return;
+    handle(event);
+  };
+}
+
 function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ??
     NaN;
@@ -127,13 +138,13 @@ async function latency(config: LoadConfig) {
   const end = warmupEnd + config.durationS * 1000;
   await new Promise<void>((resolve) => {
     let sentAt = 0;
-    ws!.onmessage = () => {
+    onReply(ws!, () => {
       const now = performance.now();
       if (now > warmupEnd) samples.push((now - sentAt) * 1000);
       if (now > end) return resolve();
       sentAt = performance.now();
       ws!.send(data);
-    };
+    });
     sentAt = performance.now();
     ws!.send(data);
   });
@@ -154,10 +165,10 @@ async function throughput(config: LoadConfig) {
   let received = 0;
   let stop = false;
   for (const ws of sockets) {
-    ws.onmessage = () => {
+    onReply(ws, () => {
       if (counting) received++;
       if (!stop) ws.send(data);
-    };
+    });
     for (let i = 0; i < config.inflight; i++) ws.send(data);
   }
   await sleep(WARMUP_MS);
@@ -184,7 +195,7 @@ async function handshake(config: LoadConfig) {
         .urls[(w + config.connections * (k % 2)) % config.urls.length]!;
       try {
         const ws = await open(url, config.protocols);
-        const echoed = new Promise((r) => (ws.onmessage = r));
+        const echoed = new Promise((r) => onReply(ws, r));
         ws.send(data);
         await echoed;
         const gone = closed(ws);
@@ -211,7 +222,7 @@ const WARM_CONNECTIONS = 20;
 
 async function echoOnce(sockets: WebSocket[], ping: string): Promise<void> {
   await Promise.all(sockets.map((ws) => {
-    const echoed = new Promise((r) => (ws.onmessage = r));
+    const echoed = new Promise((r) => onReply(ws, r));
     ws.send(ping);
     return echoed;
   }));
@@ -255,7 +266,7 @@ async function voice(config: LoadConfig) {
   const event = appendEvent();
   let received = 0;
   let sent = 0;
-  for (const ws of sockets) ws.onmessage = () => received++;
+  for (const ws of sockets) onReply(ws, () => received++);
   const start = performance.now();
   const end = start + config.durationS * 1000 + VOICE_WARMUP_MS;
   let steady = false;

@@ -9,6 +9,9 @@
 /** First bytes of a client audio append (the voice profile's trigger). */
 const APPEND_PREFIX = '{"type":"input_audio_buffer.append"';
 const SESSION_UPDATE_PREFIX = '{"type":"session.update"';
+/** What OpenAI answers a `session.update` with (its session object left out). */
+const SESSION_UPDATED =
+  '{"type":"session.updated","event_id":"event_pin","session":{"type":"realtime"}}';
 
 /** A client text message that starts the flood (slow-reader case). */
 export const FLOOD_COMMAND = '{"type":"bench.flood"}';
@@ -65,9 +68,12 @@ function serveSocket(socket: WebSocket): void {
       return;
     }
     if (data === FLOOD_COMMAND) return flood(socket);
-    // A session policy's pin, sent as the upstream opens: not echoed, so every
-    // case still gets exactly one message back for each it sends.
+    // A session policy's pin, sent as the upstream opens: answered as OpenAI
+    // does, with `session.updated` (which the load generator does not count).
+    // Left unanswered, Nagle's algorithm, which Deno's WebSocket client leaves
+    // on, would hold the relay's next frame until this side's delayed ACK (40 ms).
     if (typeof data === "string" && data.startsWith(SESSION_UPDATE_PREFIX)) {
+      socket.send(SESSION_UPDATED);
       return;
     }
     socket.send(data);
