@@ -52,6 +52,60 @@ Deno.test({
       );
 
       await t.step(
+        "sessionStore.claim shares a statement between claims that arrive at once; the later of two on one session wins",
+        async () => {
+          const statements: string[] = [];
+          const counted = connectDatabase(pg.url, { onStatement: (sql) => statements.push(sql) });
+          try {
+            const batched = sessionStore(counted, ttlS);
+            const user = crypto.randomUUID();
+            const stored = { user, session: sessionId() };
+            const conn = crypto.randomUUID();
+            const { generation } = await batched.claim(stored, conn, t0);
+            await batched.write([
+              record(stored, conn, generation, t0 + 1, {
+                kind: "config",
+                config: { voice: "marin" },
+              }),
+              record(stored, conn, generation, t0 + 1, { kind: "release" }),
+            ]);
+            const before = statements.length;
+            const fresh = Array.from({ length: 6 }, () => ({ user, session: sessionId() }));
+            const twice = { user, session: sessionId() };
+            const [first, second] = [crypto.randomUUID(), crypto.randomUUID()];
+            const states = await Promise.all([
+              ...fresh.map((key) => batched.claim(key, crypto.randomUUID(), t0 + 2)),
+              batched.claim(stored, crypto.randomUUID(), t0 + 2),
+              batched.claim(twice, first, t0 + 2),
+              batched.claim(twice, second, t0 + 3),
+            ]);
+            const claimsSent = statements.slice(before).filter((sql) =>
+              /relay\.sessions/.test(sql)
+            );
+            assert.ok(
+              claimsSent.length <= 3,
+              `nine claims at once took ${claimsSent.length} statements`,
+            );
+            for (const state of states.slice(0, 6)) {
+              assert.deepEqual(state, { generation: 1, config: null, items: [] });
+            }
+            assert.deepEqual(
+              states[6]!.config,
+              { voice: "marin" },
+              "each claim gets its own state",
+            );
+            const owner = await pg.psql(
+              `select owner_conn from relay.sessions where user_id = '${user}'
+                and session_id = '${twice.session}'`,
+            );
+            assert.equal(owner.trim(), second, "the later claim owns the session");
+          } finally {
+            await counted.close();
+          }
+        },
+      );
+
+      await t.step(
         "sessionStore.write keeps config and items in order; a claim reads them back",
         async () => {
           const key = { user: crypto.randomUUID(), session: sessionId() };

@@ -73,9 +73,10 @@ export interface OwnerReport {
 /** The SQL of resumable sessions, one round trip per call. */
 export interface SessionStore {
   /**
-   * Takes the session over for `conn` and reads its state, in one statement:
-   * state past its expiry is given up (a fresh generation), and a session
-   * never seen is created.
+   * Takes the session over for `conn` and reads its state, in one statement
+   * (shared with the claims that arrive while one is in flight): state past
+   * its expiry is given up (a fresh generation), and a session never seen is
+   * created.
    */
   claim(key: SessionKey, conn: string, at: number): Promise<ClaimedState>;
   /** Writes a batch in order, in one transaction; idempotent, so a retried batch is harmless. */
@@ -123,49 +124,68 @@ const WRITE_DEADLINE_MS = 5000;
 /** The store behind `database`; `ttlS` is `RELAY_RESUME_TTL_S`. */
 export function sessionStore(database: Database, ttlS: number): SessionStore {
   const expiry = (at: number) => new Date(expiresAt(at, ttlS));
-  return {
-    claim: (key, conn, at) =>
-      database.run(async (sql) => {
-        const now = new Date(at);
-        const rows = await sql<{ generation: number; config: unknown; items: unknown }[]>`
-          with claimed as (
-            insert into relay.sessions as s
-              (user_id, session_id, owner_conn, owner_since, active_at, expires_at)
-            values (${key.user}, ${key.session}, ${conn}, ${now}, ${now}, ${expiry(at)})
-            on conflict (user_id, session_id) do update set
-              generation = case when s.expires_at <= excluded.active_at
-                then s.generation + 1 else s.generation end,
-              config = case when s.expires_at <= excluded.active_at then null else s.config end,
-              owner_conn = excluded.owner_conn,
-              owner_since = excluded.owner_since,
-              active_at = excluded.active_at,
-              expires_at = excluded.expires_at
-            returning s.generation, s.config
-          ), stale as (
-            -- State given up at this claim goes now (the query below reads the snapshot
-            -- before it, and only the claimed generation).
-            delete from relay.session_items i
-            using claimed c
-            where i.user_id = ${key.user} and i.session_id = ${key.session}
-              and i.generation < c.generation
-          )
-          select c.generation, c.config,
-            coalesce((
-              select jsonb_agg(jsonb_build_array(i.item_id, i.position, i.item)
-                order by i.position, i.done_at)
-              from relay.session_items i
-              where i.user_id = ${key.user} and i.session_id = ${key.session}
-                and i.generation = c.generation
-            ), '[]'::jsonb) as items
-          from claimed c`;
-        const row = rows[0];
-        if (!row) throw new Error("the claim returned no row");
-        return {
+  const claims = new ClaimBatcher((batch) =>
+    database.run(async (sql) => {
+      const input = sql.json(batch.map(({ key, conn, at }, i) => ({
+        i,
+        user_id: key.user,
+        session_id: key.session,
+        conn,
+        at: new Date(at).toISOString(),
+        expires: expiry(at).toISOString(),
+      })));
+      const rows = await sql<{ i: number; generation: number; config: unknown; items: unknown }[]>`
+        with input as (
+          select * from jsonb_to_recordset(${input}) as r(
+            i integer, user_id text, session_id text, conn uuid,
+            at timestamptz, expires timestamptz)
+        ), claimed as (
+          insert into relay.sessions as s
+            (user_id, session_id, owner_conn, owner_since, active_at, expires_at)
+          select user_id, session_id, conn, at, at, expires from input
+          on conflict (user_id, session_id) do update set
+            generation = case when s.expires_at <= excluded.active_at
+              then s.generation + 1 else s.generation end,
+            config = case when s.expires_at <= excluded.active_at then null else s.config end,
+            owner_conn = excluded.owner_conn,
+            owner_since = excluded.owner_since,
+            active_at = excluded.active_at,
+            expires_at = excluded.expires_at
+          returning s.user_id, s.session_id, s.generation, s.config
+        ), stale as (
+          -- State given up at this claim goes now (the query below reads the snapshot
+          -- before it, and only the claimed generation).
+          delete from relay.session_items i
+          using claimed c
+          where i.user_id = c.user_id and i.session_id = c.session_id
+            and i.generation < c.generation
+        )
+        select input.i, c.generation, c.config,
+          coalesce((
+            select jsonb_agg(jsonb_build_array(i.item_id, i.position, i.item)
+              order by i.position, i.done_at)
+            from relay.session_items i
+            where i.user_id = c.user_id and i.session_id = c.session_id
+              and i.generation = c.generation
+          ), '[]'::jsonb) as items
+        from claimed c
+        join input on input.user_id = c.user_id and input.session_id = c.session_id`;
+      const states: ClaimedState[] = [];
+      for (const row of rows) {
+        states[row.i] = {
           generation: row.generation,
           config: isObject(row.config) ? row.config : null,
           items: readItems(row.items),
         };
-      }, CLAIM_DEADLINE_MS),
+      }
+      if (states.length !== batch.length || states.includes(undefined as never)) {
+        throw new Error("the claim returned no row");
+      }
+      return states;
+    }, CLAIM_DEADLINE_MS)
+  );
+  return {
+    claim: (key, conn, at) => claims.claim(key, conn, at),
 
     write: (batch) =>
       database.run(async (sql) => {
@@ -204,6 +224,72 @@ export function sessionStore(database: Database, ttlS: number): SessionStore {
         return rows[0]?.deleted ?? 0;
       }, WRITE_DEADLINE_MS),
   };
+}
+
+/** One connection's claim, waiting for its statement. */
+interface PendingClaim {
+  readonly key: SessionKey;
+  readonly conn: string;
+  readonly at: number;
+  readonly resolve: (state: ClaimedState) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** Most claims in one statement. */
+const MAX_CLAIMS_PER_STATEMENT = 100;
+
+/**
+ * Claims go out one statement at a time: alone when none is in flight (no
+ * wait), else together when the one in flight returns, so connections that
+ * arrive at once share a round trip. A session claimed twice in one batch
+ * waits for the next (one statement cannot take a row over twice), so the
+ * later claim still wins.
+ */
+class ClaimBatcher {
+  readonly #send: (batch: readonly PendingClaim[]) => Promise<ClaimedState[]>;
+  #waiting: PendingClaim[] = [];
+  #inFlight = false;
+
+  constructor(send: (batch: readonly PendingClaim[]) => Promise<ClaimedState[]>) {
+    this.#send = send;
+  }
+
+  claim(key: SessionKey, conn: string, at: number): Promise<ClaimedState> {
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ key, conn, at, resolve, reject });
+      if (!this.#inFlight) this.#next();
+    });
+  }
+
+  #next(): void {
+    const batch: PendingClaim[] = [];
+    const later: PendingClaim[] = [];
+    const keys = new Set<string>();
+    for (const claim of this.#waiting) {
+      const key = `${claim.key.user}\u0000${claim.key.session}`;
+      if (keys.has(key) || batch.length >= MAX_CLAIMS_PER_STATEMENT) later.push(claim);
+      else {
+        keys.add(key);
+        batch.push(claim);
+      }
+    }
+    this.#waiting = later;
+    if (batch.length === 0) return;
+    this.#inFlight = true;
+    let sent: Promise<ClaimedState[]>;
+    try {
+      sent = this.#send(batch);
+    } catch (error) {
+      sent = Promise.reject(error);
+    }
+    sent.then(
+      (states) => batch.forEach((claim, i) => claim.resolve(states[i]!)),
+      (error) => batch.forEach((claim) => claim.reject(error)),
+    ).finally(() => {
+      this.#inFlight = false;
+      this.#next();
+    });
+  }
 }
 
 interface OwnerRow {
