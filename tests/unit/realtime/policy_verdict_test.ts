@@ -523,3 +523,47 @@ Deno.test("policyRefusalEvent has the contract's shape", () => {
   });
   assert.doesNotMatch(verdict.message, /"x"/, "the refused value is not repeated");
 });
+
+Deno.test("checkClientMessage decides a plain audio append as the strict reader would", async () => {
+  const { default: fc } = await import("fast-check");
+  const { readStrictJson } = await import(
+    "../../../supabase/functions/_shared/realtime/strict_json.ts"
+  );
+  /** The check without its append shortcut: read strictly, then the verdict. */
+  const strictly = (policy: SessionPolicy, text: string) => {
+    const read = readStrictJson(text);
+    if (!read.ok) return { pass: false, code: read.problem };
+    const verdict = policyVerdict(policy, read.value);
+    return verdict.pass ? { pass: true, forward: read.text } : { pass: false, code: verdict.code };
+  };
+  const onlyText = policyOf({ allowed_events: ["conversation.item.create"] });
+  const piece = fc.oneof(
+    fc.constantFrom("QUJD", "+/==", "\\", '\\"', "\\u0041", "\u0000", "\u001f", "\ud800", "é", '"'),
+    fc.stringMatching(/^[A-Za-z0-9+/=]{0,40}$/),
+  );
+  const audio = fc.array(piece, { maxLength: 6 }).map((parts) => parts.join(""));
+  const tail = fc.constantFrom(
+    "}",
+    ',"event_id":"evt_1"}',
+    ',"event_id":""}',
+    ',"event_id":"a\\"b"}',
+    ',"event_id":1}',
+    ',"audio":"x"}',
+    ',"Audio":"x"}',
+    ',"event_id":"e","x":{"y":[1]}}',
+    "} ",
+    "",
+  );
+  fc.assert(
+    fc.property(audio, tail, fc.boolean(), (body, end, narrow) => {
+      const text = `{"type":"input_audio_buffer.append","audio":"${body}"${end}`;
+      const policy = narrow ? onlyText : POLICY;
+      const decision = checkClientMessage(policy, text);
+      const expected = strictly(policy, text);
+      assert.equal(decision.pass, expected.pass, text);
+      if (decision.pass) assert.equal(decision.forward, expected.forward);
+      else assert.equal(decision.code, expected.code, text);
+    }),
+    { numRuns: 3000 },
+  );
+});

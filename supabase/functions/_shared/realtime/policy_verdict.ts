@@ -256,6 +256,33 @@ function checkRole(
 }
 
 /**
+ * An audio append as clients send it, 50 a second in a voice session:
+ * `{"type":"input_audio_buffer.append","audio":"..."` and an optional
+ * `"event_id"`, with no backslash anywhere. The strict reader's scan is most
+ * of a check's cost (about 2 µs of 2.5 for a 20 ms append); such a text needs
+ * none of it: its keys are distinct and nothing in it is escaped, nested or a
+ * number, so once it is well formed and `JSON.parse` takes it, strict reading
+ * would accept it unchanged.
+ */
+const APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"';
+const APPEND_TAIL = /^(?:,"event_id":"[^"\\\u0000-\u001f]{1,128}")?\}$/;
+
+/** The parsed value of a plain append (see above), or `undefined` for any other text. */
+function plainAppend(text: string): unknown {
+  if (!text.startsWith(APPEND_HEAD) || text.includes("\\")) return undefined;
+  const close = text.indexOf('"', APPEND_HEAD.length);
+  if (close === -1 || !APPEND_TAIL.test(text.slice(close + 1)) || !text.isWellFormed()) {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    // A raw control character in the audio: the strict reader says why.
+    return undefined;
+  }
+}
+
+/**
  * The whole check of one client message: a text frame, read strictly, then
  * the verdict. What passes is what goes upstream.
  */
@@ -268,6 +295,11 @@ export function checkClientMessage(
       ...refuse("not_text", "A client message must be a text frame holding a JSON object.", null),
       eventId: null,
     };
+  }
+  const append = plainAppend(data);
+  if (append !== undefined) {
+    const verdict = policyVerdict(policy, append);
+    if (verdict.pass) return { pass: true, forward: data };
   }
   const read = readStrictJson(data);
   if (!read.ok) return { ...refuse(read.problem, read.message, null), eventId: null };
