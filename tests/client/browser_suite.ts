@@ -163,16 +163,20 @@ Deno.test({
             (globalThis as unknown as { start(u: string): string })
               .start(url), proxy.url("/relay"));
           await waitState(page, "open");
+          // One over the burst of 4: the fifth is the one refused. More would arrive after
+          // the relay's close, and a socket closed with unread data is reset, which can
+          // discard the notice and the close frame still queued (the client then sees 1006
+          // with no notice, and reconnects).
           await page.evaluate(() =>
             (globalThis as unknown as { sendMany(n: number): void })
-              .sendMany(12)
+              .sendMany(5)
           );
           const closed = await waitState(page, "closed");
           assert.deepEqual([closed.why, closed.code], ["rate_limited", 1008]);
-          // Even on a fixed Deno this one may be 1006: the page kept sending after the relay
-          // closed, and Deno tears such a socket down. The notice decides either way.
+          // What the browser reports depends on when Deno tears the socket down (on 2.1.4
+          // usually 1006, under load 1008): the notice decides either way.
           const seen = (await socketCloses(page))[0]!;
-          assert.ok(BROWSER_SEES_1006 ? seen === 1006 : [1006, 1008].includes(seen), `${seen}`);
+          assert.ok([1006, 1008].includes(seen), `${seen}`);
           assert.equal((await states(page)).filter((s) => s.state === "reconnecting").length, 0);
           assert.equal(relay.events("websocket.connection.accepted").length, 1);
         });
