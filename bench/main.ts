@@ -146,7 +146,7 @@ function targetsFor(name: string): TargetName[] {
 /** Sizes per mode: full for the table, quick as CI's smoke check of the harness. */
 const SIZE = QUICK
   ? {
-    reps: 3,
+    reps: 1,
     seconds: 1,
     idle: 100,
     voiceSessions: 10,
