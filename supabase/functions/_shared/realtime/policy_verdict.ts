@@ -258,11 +258,11 @@ function checkRole(
 /**
  * An audio append as clients send it, 50 a second in a voice session:
  * `{"type":"input_audio_buffer.append","audio":"..."` and an optional plain
- * `"event_id"` (letters, digits, `_.:-`), with no backslash anywhere. The strict reader's scan is most
- * of a check's cost (about 2 µs of 2.5 for a 20 ms append); such a text needs
- * none of it: its keys are distinct and nothing in it is escaped, nested or a
- * number, so once it is well formed and `JSON.parse` takes it, strict reading
- * would accept it unchanged.
+ * `"event_id"` (letters, digits, `_.:-`), with no backslash anywhere. The
+ * strict reader's scan is most of a check's cost (about 2 µs of 2.5 for a
+ * 20 ms append); such a text needs none of it: its keys are distinct and
+ * nothing in it is escaped, nested or a number, so once it is well formed and
+ * `JSON.parse` takes it, strict reading would accept it unchanged.
  */
 const APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"';
 const APPEND_TAIL = /^(?:,"event_id":"[A-Za-z0-9_.:-]{1,128}")?\}$/;
