@@ -98,7 +98,8 @@ export async function startRelay(options: StartOptions = {}): Promise<RelayUnder
       // failure is reported instead of a hang, then insist nothing leaked.
       const leaked = await until(() => relay.connections() === 0, 6000, "connections to end")
         .then(() => null, (error: Error) => error);
-      if (leaked) await relay.shutdown();
+      // Rooms hold a bus and timers of their own until the relay shuts down.
+      if (leaked || settings.rooms !== "off") await relay.shutdown();
       stop.abort();
       await server.finished;
       if (!options.openai) await openai.close();

@@ -47,8 +47,60 @@ Deno.test("parseSettings applies every default from the contract", () => {
     meteringFailOpen: false,
     resume: false,
     resumeTtlS: 900,
+    rooms: "off",
+    roomsBus: "realtime",
+    realtimeUrl: "wss://abc.supabase.co/realtime/v1",
+    secretKey: null,
+    serverKeys: [],
+    roomMaxMembers: 1000,
+    roomMaxMessageBytes: 65_536,
   });
   assert.ok(Object.isFrozen(settings));
+});
+
+Deno.test("parseSettings reads the rooms' settings and what they need", async (t) => {
+  await t.step("the secret key: SUPABASE_SECRET_KEYS' default, else the service-role key", () => {
+    const settings = parseSettings({
+      ...REQUIRED,
+      RELAY_ROOMS: "open",
+      SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a","ci":"sb_secret_b"}',
+      SUPABASE_SERVICE_ROLE_KEY: "service.role.jwt",
+      RELAY_REALTIME_URL: "http://127.0.0.1:54321/realtime/v1/",
+      RELAY_ROOM_MAX_MEMBERS: "50",
+      RELAY_ROOM_MAX_MESSAGE_BYTES: "1024",
+    });
+    assert.equal(settings.rooms, "open");
+    assert.equal(settings.secretKey, "sb_secret_a");
+    assert.deepEqual(settings.serverKeys, ["sb_secret_a", "sb_secret_b", "service.role.jwt"]);
+    assert.equal(settings.realtimeUrl, "ws://127.0.0.1:54321/realtime/v1");
+    assert.equal(settings.roomMaxMembers, 50);
+    assert.equal(settings.roomMaxMessageBytes, 1024);
+    const legacy = parseSettings({ ...REQUIRED, SUPABASE_SERVICE_ROLE_KEY: "service.role.jwt" });
+    assert.equal(legacy.secretKey, "service.role.jwt");
+  });
+  await t.step("rooms on with the bus need a secret key; database access needs a database", () => {
+    const error = settingsError({ ...REQUIRED, RELAY_ROOMS: "database" });
+    assert.equal(error.problems.length, 2, error.message);
+    assert.match(error.message, /SUPABASE_SECRET_KEYS or SUPABASE_SERVICE_ROLE_KEY: neither/);
+    assert.match(error.message, /RELAY_ROOMS=database/);
+    assert.doesNotThrow(() =>
+      parseSettings({ ...REQUIRED, RELAY_ROOMS: "open", RELAY_ROOMS_BUS: "off" })
+    );
+  });
+  await t.step("bad values are named, a secret never echoed", () => {
+    const error = settingsError({
+      ...REQUIRED,
+      RELAY_ROOMS: "everyone",
+      RELAY_ROOMS_BUS: "redis",
+      SUPABASE_SECRET_KEYS: '{"primary":"sb_secret_hidden"}',
+      RELAY_ROOM_MAX_MEMBERS: "0",
+    });
+    assert.match(error.message, /RELAY_ROOMS: "everyone"/);
+    assert.match(error.message, /RELAY_ROOMS_BUS: "redis"/);
+    assert.match(error.message, /SUPABASE_SECRET_KEYS: not a JSON object with a "default" key/);
+    assert.match(error.message, /RELAY_ROOM_MAX_MEMBERS/);
+    assert.doesNotMatch(error.message, /sb_secret_hidden/);
+  });
 });
 
 Deno.test("parseSettings picks the API key in the contract's order", async (t) => {

@@ -1,13 +1,13 @@
 /**
- * Where a request enters: route, pre-upgrade checks, token, caps, upgrade, then
- * a {@linkcode RelaySession} per connection.
+ * Where a request enters: route, pre-upgrade checks, token, the route's own
+ * admission, caps, upgrade, then a {@linkcode RelaySession} per connection.
+ * What differs between routes (OpenAI, echo, rooms) lives in `routes/`.
  * @module
  */
 import type { Identity } from "./auth/claims.ts";
 import { createTokenVerifier, type TokenVerifier, type Verification } from "./auth/verify.ts";
 import { connectDatabase, type Database } from "./db/client.ts";
 import { extractToken, offeredProtocols, selectProtocol } from "./auth/token_source.ts";
-import { type Admission, isRefusal } from "./features/feature.ts";
 import { openAIRouteFeatures } from "./features/openai_route.ts";
 import { checkUpgradeRequest } from "./http/handshake.ts";
 import { type Refusal, refusal, refusalResponse } from "./http/refusal.ts";
@@ -16,9 +16,15 @@ import { Deadlines } from "./relay/deadlines.ts";
 import { hooksComposer } from "./relay/hooks.ts";
 import { ConnectionRegistry } from "./relay/registry.ts";
 import { RelaySession } from "./relay/session.ts";
+import { localBus, type RoomBus } from "./rooms/bus.ts";
+import { RoomHub } from "./rooms/hub.ts";
+import { realtimeBus } from "./rooms/realtime_bus.ts";
+import { echoRoute } from "./routes/echo.ts";
+import { openAIRoute } from "./routes/openai.ts";
+import { isRouteRefusal, type RouteConnection, type WebSocketRoute } from "./routes/route.ts";
+import { databaseAccess, openAccess, roomsRoute } from "./routes/rooms.ts";
 import type { Settings } from "./settings.ts";
 import { createTelemetry, type Telemetry } from "./telemetry/log.ts";
-import { echoConnector } from "./upstream/echo.ts";
 import { openAIConnector } from "./upstream/openai.ts";
 import type { UpstreamConnector } from "./upstream/upstream.ts";
 
@@ -47,8 +53,10 @@ export interface RelayDeps {
    * feature needs it, closed at shutdown
    */
   readonly database?: Database;
-  /** This instance's id in the database (its session leases). @default a random UUID */
+  /** This instance's id in the database (its session leases) and on the rooms' bus. @default a random UUID */
   readonly instance?: string;
+  /** How rooms meet other instances. @default per `RELAY_ROOMS_BUS`: Supabase Realtime, or none */
+  readonly roomBus?: RoomBus;
 }
 
 /** A relay instance: its request handler and its lifecycle. */
@@ -67,15 +75,9 @@ export interface Relay {
 /** What the checks before the token established about a request. */
 interface Checked {
   readonly request: Request;
-  readonly url: URL;
   readonly route: Route;
-  readonly model: string | null;
-  readonly connect: UpstreamConnector;
-}
-
-/** The connection did not go ahead: every feature that admitted it lets go. */
-function cancelAll(admissions: readonly Admission[]): void {
-  for (const admission of admissions) admission.cancel?.();
+  readonly handler: WebSocketRoute<unknown>;
+  readonly plan: unknown;
 }
 
 declare const EdgeRuntime: { waitUntil(promise: Promise<unknown>): void } | undefined;
@@ -97,6 +99,7 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
   const telemetry = deps.telemetry ?? createTelemetry(settings.logLevel);
   const now = deps.now ?? Date.now;
   const waitUntil = deps.waitUntil ?? platformWaitUntil();
+  const instance = deps.instance ?? crypto.randomUUID();
   const verifyToken = deps.verifyToken ?? createTokenVerifier({
     supabaseUrl: settings.supabaseUrl,
     supabaseKey: settings.supabaseKey,
@@ -110,22 +113,41 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       ? null
       : openAIConnector({ url: settings.openaiRealtimeUrl, apiKey: settings.openaiApiKey }));
   const ownDatabase = deps.database === undefined && settings.databaseUrl !== null &&
-      (settings.metering || settings.resume)
+      (settings.metering || settings.resume || settings.rooms === "database")
     ? connectDatabase(settings.databaseUrl)
     : null;
   const database = deps.database ?? ownDatabase;
-  const features = openAIRouteFeatures(settings, {
-    telemetry,
-    now,
-    database,
-    instance: deps.instance ?? crypto.randomUUID(),
-  });
   const registry = new ConnectionRegistry(settings.maxConnectionsPerUser, settings.maxConnections);
   const limits = {
     maxMessageBytes: settings.maxMessageBytes,
     maxBufferedBytes: settings.maxBufferedBytes,
     rateLimit: settings.rateLimit,
     upstreamTimeoutMs: settings.upstreamTimeoutMs,
+  };
+  const openai = openAIRoute({
+    settings,
+    connect: connectOpenAI,
+    features: openAIRouteFeatures(settings, { telemetry, now, database, instance }),
+  });
+  const rooms = settings.rooms === "off" ? null : roomsRoute({
+    settings,
+    hub: new RoomHub({
+      bus: deps.roomBus ?? roomBusFor(settings, instance, telemetry),
+      now,
+      // Below the loop's open deadline, so a member is let in before it.
+      busWaitMs: Math.min(5000, Math.floor(settings.upstreamTimeoutMs / 2)),
+    }),
+    access: settings.rooms === "database" && database !== null
+      ? databaseAccess(database, now)
+      : openAccess,
+    limits,
+    telemetry,
+    now,
+  });
+  const webSocketRoutes: Partial<Record<Route, WebSocketRoute<unknown>>> = {
+    openai: openai as WebSocketRoute<unknown>,
+    echo: echoRoute as WebSocketRoute<unknown>,
+    ...(rooms ? { rooms: rooms as WebSocketRoute<unknown> } : {}),
   };
   // One runtime timer for every connection's deadlines.
   const deadlines = new Deadlines();
@@ -145,33 +167,33 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
   const handler = (request: Request): Response | Promise<Response> => {
     const url = new URL(request.url);
     const route = matchRoute(url.pathname);
-    if (route === null) return reject(refusal("not_found"), null);
+    // With rooms off their paths do not exist.
+    if (route === null || (rooms === null && (route === "rooms" || route === "room_events"))) {
+      return reject(refusal("not_found"), null);
+    }
     if (route === "health") {
       if (request.method !== "GET") return reject(refusal("method_not_allowed"), route);
       return Response.json({ status: "ok", connections: registry.size });
     }
+    if (route === "rooms" && request.method === "POST" && rooms !== null) {
+      return rooms.publish(request, url, verifyToken);
+    }
+    const handler = webSocketRoutes[route];
+    if (handler === undefined) return reject(refusal("not_found"), route);
 
     const early = checkUpgradeRequest(request.method, request.headers, settings.allowedOrigins);
-    if (early) return reject(early, route);
+    if (early) {
+      return reject(
+        route === "rooms" && early.error === "method_not_allowed" ? ROOMS_METHODS : early,
+        route,
+      );
+    }
     const found = extractToken(url, request.headers);
     if (!found) return reject(refusal("missing_token"), route);
-    let model: string | null = null;
-    let connect: UpstreamConnector = echoConnector;
-    if (route === "openai") {
-      const requested = url.searchParams.get("model");
-      if (requested !== null && !settings.openaiRealtimeModels.includes(requested)) {
-        return reject(refusal("model_not_allowed"), route);
-      }
-      if (connectOpenAI === null) return reject(refusal("upstream_not_configured"), route);
-      model = requested ?? settings.openaiRealtimeModel;
-      connect = connectOpenAI;
-      for (const feature of features) {
-        const refused = feature.check?.(url);
-        if (refused) return reject(refused, route);
-      }
-    }
+    const prepared = handler.prepare(url);
+    if (!prepared.ok) return reject(prepared.refusal, route);
 
-    const checked: Checked = { request, url, route, model, connect };
+    const checked: Checked = { request, route, handler, plan: prepared.plan };
     const verified = verifyToken(found.token);
     // A token verified before (a reconnect) is known at once; with no feature
     // waiting on the database either, the handshake then runs without a promise.
@@ -184,50 +206,23 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     if (!verified.ok) return reject(refusal(verified.error), checked.route);
     const { identity } = verified;
     const conn = crypto.randomUUID();
-    if (checked.route !== "openai") return upgrade(checked, identity, conn, []);
-    const context = {
-      conn,
-      user: identity.user,
-      model: checked.model ?? "",
-      session: checked.url.searchParams.get("session"),
-    };
-    const pending = features.map((feature) => feature.admit?.(context));
-    // Side by side: each feature's database round trip overlaps the others'.
-    return pending.some((answer) => answer instanceof Promise)
-      ? Promise.all(pending).then((answers) => afterAdmission(checked, identity, conn, answers))
-      : afterAdmission(checked, identity, conn, pending as (Admission | Refusal | undefined)[]);
+    const admitted = checked.handler.admit(checked.plan, identity, conn);
+    return admitted instanceof Promise
+      ? admitted.then((answer) => afterAdmission(checked, identity, conn, answer))
+      : afterAdmission(checked, identity, conn, admitted);
   };
 
   const afterAdmission = (
     checked: Checked,
     identity: Identity,
     conn: string,
-    answers: readonly (Admission | Refusal | undefined)[],
+    admitted: RouteConnection | Refusal,
   ): Response => {
-    const admissions: Admission[] = [];
-    let refused: Refusal | undefined;
-    for (const answer of answers) {
-      if (answer === undefined) continue;
-      if (isRefusal(answer)) refused ??= answer;
-      else admissions.push(answer);
-    }
-    if (refused) {
-      cancelAll(admissions);
-      return reject(refused, checked.route);
-    }
-    return upgrade(checked, identity, conn, admissions);
-  };
-
-  const upgrade = (
-    checked: Checked,
-    identity: Identity,
-    conn: string,
-    admissions: readonly Admission[],
-  ): Response => {
-    const { request, route, model } = checked;
+    if (isRouteRefusal(admitted)) return reject(admitted, checked.route);
+    const { request, route } = checked;
     const full = registry.reserve(identity.user);
     if (full !== null) {
-      cancelAll(admissions);
+      admitted.cancel?.();
       return reject(refusal(full), route);
     }
     const protocol = selectProtocol(offeredProtocols(request.headers));
@@ -243,7 +238,7 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       });
     } catch {
       registry.release(identity.user);
-      cancelAll(admissions);
+      admitted.cancel?.();
       return reject(refusal("bad_handshake"), route);
     }
 
@@ -251,19 +246,21 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       conn,
       user: identity.user,
       route,
-      model,
+      model: admitted.model,
       origin,
+      ...admitted.labels,
     });
     const session = new RelaySession({
       client: upgraded.socket,
-      connect: checked.connect,
-      model: model ?? "",
-      hooks: composeHooks(admissions.flatMap((admission) => admission.hooks ?? [])),
-      limits,
+      connect: admitted.connect,
+      model: admitted.model ?? "",
+      hooks: composeHooks(admitted.hooks),
+      limits: admitted.limits ?? limits,
       expiresAtMs: identity.exp === null ? null : identity.exp * 1000,
       telemetry,
       conn,
       user: identity.user,
+      labels: admitted.labels,
       now,
       deadlines,
       onEnded: releaseSlot,
@@ -281,7 +278,8 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       draining = true;
       const closing = (async () => {
         await registry.shutdownAll();
-        await Promise.all(features.map((feature) => feature.close?.()));
+        await openai.close?.();
+        await rooms?.close?.();
         await ownDatabase?.close();
       })();
       // The flush runs after the last socket closed: keep the worker for it too.
@@ -289,4 +287,22 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       return closing;
     },
   };
+}
+
+/** Room paths take a server's POST beside the members' GET. */
+const ROOMS_METHODS: Refusal = {
+  ...refusal("method_not_allowed"),
+  message: "Only GET (join) and POST (publish) are allowed here.",
+  headers: { allow: "GET, POST" },
+};
+
+/** The bus the settings ask for: Supabase Realtime, or this instance alone. */
+function roomBusFor(settings: Settings, instance: string, telemetry: Telemetry): RoomBus {
+  if (settings.roomsBus === "off" || settings.secretKey === null) return localBus(instance);
+  return realtimeBus({
+    url: settings.realtimeUrl,
+    secretKey: settings.secretKey,
+    instance,
+    telemetry,
+  });
 }

@@ -71,7 +71,27 @@ export interface Settings {
   readonly resume: boolean;
   /** Seconds a session's stored state outlives its last activity. */
   readonly resumeTtlS: number;
+  /** Rooms (`RELAY_ROOMS`): off, every signed-in user may use every room, or access decided in SQL. */
+  readonly rooms: RoomsMode;
+  /** How instances meet in a room (`RELAY_ROOMS_BUS`): Supabase Realtime, or none (one instance alone). */
+  readonly roomsBus: "realtime" | "off";
+  /** Supabase Realtime's WebSocket endpoint (`ws(s)://.../realtime/v1`). */
+  readonly realtimeUrl: string;
+  /**
+   * The project's secret key for the Realtime bus (the `default` entry of
+   * `SUPABASE_SECRET_KEYS`, else `SUPABASE_SERVICE_ROLE_KEY`); `null` when neither is set.
+   */
+  readonly secretKey: string | null;
+  /** Every secret or service-role key of the project: a server publishing into a room shows one. */
+  readonly serverKeys: readonly string[];
+  /** Members per room, counted across instances. */
+  readonly roomMaxMembers: number;
+  /** The largest room message a member or a server may send, in bytes. */
+  readonly roomMaxMessageBytes: number;
 }
+
+/** Who may use rooms (`RELAY_ROOMS`). */
+export type RoomsMode = "off" | "open" | "database";
 
 /** Thrown by {@linkcode parseSettings} with every problem found, one per line. */
 export class SettingsError extends Error {
@@ -127,8 +147,10 @@ export function parseSettings(env: Env): Settings {
     logLevel: reader.choice("RELAY_LOG_LEVEL", LOG_LEVELS, "info"),
     port: reader.integer("PORT", 8000, 0, 65_535),
     ...readV2Settings(env, reader, problems),
+    ...readRoomSettings(env, reader, supabaseUrl, problems),
   };
   checkV2Dependencies(settings, problems);
+  checkRoomDependencies(settings, problems);
   if (problems.length > 0) throw new SettingsError(problems);
   return Object.freeze(settings);
 }
@@ -205,6 +227,80 @@ function checkV2Dependencies(settings: Settings, problems: string[]): void {
   }
 }
 
+type RoomSettings = Pick<
+  Settings,
+  | "rooms"
+  | "roomsBus"
+  | "realtimeUrl"
+  | "secretKey"
+  | "serverKeys"
+  | "roomMaxMembers"
+  | "roomMaxMessageBytes"
+>;
+
+function readRoomSettings(
+  env: Env,
+  reader: EnvReader,
+  supabaseUrl: string | null,
+  problems: string[],
+): RoomSettings {
+  const serviceRoleKey = env.SUPABASE_SERVICE_ROLE_KEY?.trim() || null;
+  const secretKeys = readSecretKeys(env, problems);
+  const fallback = supabaseUrl === null ? null : `${supabaseUrl}/realtime/v1`;
+  // Without SUPABASE_URL (already reported) there is nothing to fall back on.
+  const realtimeUrl = fallback === null && !env.RELAY_REALTIME_URL?.trim()
+    ? null
+    : reader.url("RELAY_REALTIME_URL", ["ws:", "wss:", "http:", "https:"], fallback);
+  return {
+    rooms: reader.choice("RELAY_ROOMS", ["off", "open", "database"] as const, "off"),
+    roomsBus: reader.choice("RELAY_ROOMS_BUS", ["realtime", "off"] as const, "realtime"),
+    // RealtimeClient wants the socket's scheme; the gateway serves both on one origin.
+    realtimeUrl: (realtimeUrl ?? "").replace(/^http/, "ws"),
+    secretKey: secretKeys.default ?? serviceRoleKey,
+    serverKeys: Object.freeze(
+      [...secretKeys.all, ...(serviceRoleKey ? [serviceRoleKey] : [])],
+    ),
+    roomMaxMembers: reader.integer("RELAY_ROOM_MAX_MEMBERS", 1000, 1),
+    roomMaxMessageBytes: reader.integer("RELAY_ROOM_MAX_MESSAGE_BYTES", 65_536, 1),
+  };
+}
+
+/** `SUPABASE_SECRET_KEYS` (`{"default":"sb_secret_...", ...}`): its default entry and every key. */
+function readSecretKeys(
+  env: Env,
+  problems: string[],
+): { default: string | null; all: string[] } {
+  const json = env.SUPABASE_SECRET_KEYS?.trim();
+  if (!json) return { default: null, all: [] };
+  const entries = jsonObject(json);
+  const all = entries === null
+    ? []
+    : Object.values(entries).filter((key): key is string => typeof key === "string" && key !== "");
+  const first = entries?.default;
+  if (typeof first !== "string" || first.trim() === "") {
+    // Never echoed: the value is a secret.
+    problems.push(
+      'SUPABASE_SECRET_KEYS: not a JSON object with a "default" key; expected {"default":"sb_secret_..."} (its value is not shown)',
+    );
+    return { default: null, all };
+  }
+  return { default: first.trim(), all: all.map((key) => key.trim()) };
+}
+
+function checkRoomDependencies(settings: Settings, problems: string[]): void {
+  if (settings.rooms === "off") return;
+  if (settings.rooms === "database" && settings.databaseUrl === null) {
+    problems.push(
+      "RELAY_DATABASE_URL (or SUPABASE_DB_URL): not set; RELAY_ROOMS=database decides access in the project's Postgres",
+    );
+  }
+  if (settings.roomsBus === "realtime" && settings.secretKey === null) {
+    problems.push(
+      "SUPABASE_SECRET_KEYS or SUPABASE_SERVICE_ROLE_KEY: neither is set; rooms meet across instances through Supabase Realtime with the project's secret key (or set RELAY_ROOMS_BUS=off for one instance alone)",
+    );
+  }
+}
+
 function readSupabaseKey(env: Env, problems: string[]): string | null {
   const keys = env.SUPABASE_PUBLISHABLE_KEYS?.trim();
   if (keys) {
@@ -224,11 +320,16 @@ function readSupabaseKey(env: Env, problems: string[]): string | null {
 }
 
 function defaultEntry(json: string): string | null {
+  const value = jsonObject(json)?.default;
+  return typeof value === "string" && value.trim() ? value.trim() : null;
+}
+
+function jsonObject(json: string): Record<string, unknown> | null {
   try {
     const parsed: unknown = JSON.parse(json);
-    if (typeof parsed !== "object" || parsed === null) return null;
-    const value = (parsed as Record<string, unknown>).default;
-    return typeof value === "string" && value.trim() ? value.trim() : null;
+    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)
+      ? parsed as Record<string, unknown>
+      : null;
   } catch {
     return null;
   }

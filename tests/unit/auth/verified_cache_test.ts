@@ -4,7 +4,7 @@ import {
   VerifiedTokenCache,
 } from "../../../supabase/functions/_shared/auth/verified_cache.ts";
 
-const identity = (exp: number | null) => ({ user: "u", role: "authenticated", exp });
+const identity = (exp: number | null) => ({ user: "u", role: "authenticated", exp, claims: {} });
 
 Deno.test("VerifiedTokenCache trusts a token until its exp or the max age, whichever is first", () => {
   let now = 1_000_000;

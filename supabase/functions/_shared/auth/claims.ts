@@ -10,6 +10,11 @@ export interface Identity {
   readonly role: string;
   /** Expiry, seconds since the epoch; `null` when absent. */
   readonly exp: number | null;
+  /**
+   * The whole payload: what PostgREST would put in `request.jwt.claims`, for
+   * SQL run as the user (room access).
+   */
+  readonly claims: Readonly<Record<string, unknown>>;
 }
 
 /** Why a payload was turned away. */
@@ -56,5 +61,10 @@ export function identityFromPayload(
   const { sub, role, exp } = payload;
   if (typeof sub !== "string" || sub === "") return "forbidden";
   if (typeof role !== "string" || !allowedRoles.includes(role)) return "forbidden";
-  return { user: sub, role, exp: typeof exp === "number" && Number.isFinite(exp) ? exp : null };
+  return {
+    user: sub,
+    role,
+    exp: typeof exp === "number" && Number.isFinite(exp) ? exp : null,
+    claims: payload,
+  };
 }

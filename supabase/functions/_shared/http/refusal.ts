@@ -21,7 +21,13 @@ export type RefusalCode =
   | "at_capacity"
   | "budget_exceeded"
   | "metering_unavailable"
-  | "bad_session";
+  | "bad_session"
+  | "bad_room"
+  | "room_forbidden"
+  | "room_full"
+  | "rooms_unavailable"
+  | "bad_message"
+  | "message_too_big";
 
 /** A decision to answer with an HTTP error instead of upgrading. */
 export interface Refusal {
@@ -109,6 +115,36 @@ const REFUSALS: Readonly<Record<RefusalCode, Omit<Refusal, "error">>> = {
     message: "?session= must be 22 to 64 characters of A-Z, a-z, 0-9, _ and -.",
     headers: {},
   },
+  bad_room: {
+    status: 400,
+    message: "A room name is 1 to 100 characters of A-Z, a-z, 0-9, _ . : and -.",
+    headers: {},
+  },
+  room_forbidden: {
+    status: 403,
+    message: "This user may not use this room.",
+    headers: {},
+  },
+  room_full: {
+    status: 429,
+    message: "This room holds the maximum number of members.",
+    headers: {},
+  },
+  rooms_unavailable: {
+    status: 503,
+    message: "Rooms are unavailable (the database cannot be reached); try again.",
+    headers: { "retry-after": "5" },
+  },
+  bad_message: {
+    status: 400,
+    message: 'The body must be a JSON object {"event":"...","payload":...}.',
+    headers: {},
+  },
+  message_too_big: {
+    status: 413,
+    message: "The message is larger than a room accepts.",
+    headers: {},
+  },
 };
 
 /** The refusal the contract prescribes for `code`. */
@@ -120,6 +156,11 @@ export function refusal(code: RefusalCode): Refusal {
 export function budgetRefusal(retryAfterS: number): Refusal {
   const refused = refusal("budget_exceeded");
   return { ...refused, headers: { ...refused.headers, "retry-after": String(retryAfterS) } };
+}
+
+/** A refusal with its own sentence (e.g. which field of a body is wrong). */
+export function refusalWith(code: RefusalCode, message: string): Refusal {
+  return { ...refusal(code), message };
 }
 
 /** The JSON response for a refusal: `{"error","message"}`, never a stack or a token. */

@@ -5,7 +5,7 @@
  */
 
 /** What a path leads to. */
-export type Route = "openai" | "echo" | "health";
+export type Route = "openai" | "echo" | "health" | "rooms" | "room_events";
 
 const ROUTES: Readonly<Record<string, Route>> = {
   "/relay": "openai",
@@ -16,8 +16,26 @@ const ROUTES: Readonly<Record<string, Route>> = {
   "/relay/health": "health",
 };
 
+/** `/relay/rooms/<room>` and `/relay/rooms/<room>/events`; the name is checked by the route. */
+const ROOM_PATH = /^\/relay\/rooms\/([^/]+)(\/events)?$/;
+
 /** The route for a path, tolerating one trailing slash; `null` when unknown. */
 export function matchRoute(pathname: string): Route | null {
-  const path = pathname.length > 1 && pathname.endsWith("/") ? pathname.slice(0, -1) : pathname;
-  return Object.hasOwn(ROUTES, path) ? ROUTES[path] ?? null : null;
+  const path = trimSlash(pathname);
+  if (Object.hasOwn(ROUTES, path)) return ROUTES[path] ?? null;
+  const room = ROOM_PATH.exec(path);
+  if (room === null) return null;
+  return room[2] ? "room_events" : "rooms";
+}
+
+/**
+ * The room segment of a room path as sent (still percent-encoded: a name
+ * with `%` is refused, never decoded into something else); `null` elsewhere.
+ */
+export function roomSegment(pathname: string): string | null {
+  return ROOM_PATH.exec(trimSlash(pathname))?.[1] ?? null;
+}
+
+function trimSlash(pathname: string): string {
+  return pathname.length > 1 && pathname.endsWith("/") ? pathname.slice(0, -1) : pathname;
 }

@@ -5,7 +5,7 @@
  * that read one plug in through {@linkcode ConnectionHooks}.
  * @module
  */
-import type { Telemetry } from "../telemetry/log.ts";
+import type { Fields, Telemetry } from "../telemetry/log.ts";
 import type { Message, Upstream, UpstreamConnector, UpstreamEvents } from "../upstream/upstream.ts";
 import {
   clientCloseForUpstream,
@@ -43,6 +43,8 @@ export interface SessionOptions {
   /** Identifiers for telemetry. */
   readonly conn: string;
   readonly user: string;
+  /** Extra fields of the closed line, shared by the route's connections where they can be (e.g. the room). */
+  readonly labels?: Fields | undefined;
   /** Milliseconds since the epoch. @default Date.now */
   readonly now?: () => number;
   /** The relay's deadlines, shared by its connections (one runtime timer). */
@@ -97,6 +99,7 @@ export class RelaySession implements ConnectionLink, UpstreamEvents {
   readonly #startedAt: number;
   readonly #bucket: TokenBucket;
   readonly #onEnded: ((session: RelaySession) => void) | undefined;
+  readonly #labels: Fields | undefined;
   /** Made when first asked for (the registry's shutdown, `waitUntil`): most connections never are. */
   #done: { promise: Promise<void>; resolve: () => void } | null = null;
 
@@ -145,6 +148,7 @@ export class RelaySession implements ConnectionLink, UpstreamEvents {
     this.#now = options.now ?? Date.now;
     this.#lingerMs = options.lingerMs ?? 5000;
     this.#onEnded = options.onEnded;
+    this.#labels = options.labels;
     this.#startedAt = this.#now();
     this.#bucket = new TokenBucket(options.limits.rateLimit, monotonicNow);
 
@@ -468,6 +472,7 @@ export class RelaySession implements ConnectionLink, UpstreamEvents {
       msgs_out: this.#msgsOut,
       bytes_in: this.#bytesIn,
       bytes_out: this.#bytesOut,
+      ...this.#labels,
     });
     this.#hooks?.ended?.(ending);
     this.#onEnded?.(this);
