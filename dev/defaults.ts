@@ -1,7 +1,7 @@
 /**
  * What `deno task dev` turns on when the environment does not say otherwise:
  * metering with a budget small enough to watch run out, an example session
- * policy, resumable sessions, all against the embedded database. The relay
+ * policy, resumable sessions and rooms, all against the embedded database. The relay
  * reads them through its normal settings parser, like any environment.
  * @module
  */
@@ -29,6 +29,8 @@ export const DEV_DEFAULTS: Readonly<Record<string, string>> = {
   RELAY_BUDGET_REFRESH_S: "2",
   RELAY_SESSION_POLICY: JSON.stringify(DEV_SESSION_POLICY),
   RELAY_RESUME: "on",
+  // Rooms with access decided in SQL (relay.room_access), as a project would run them.
+  RELAY_ROOMS: "database",
 };
 
 /** Whether a toggle variable reads as on, as the settings parser reads it (`on`, `true`). */
@@ -58,7 +60,7 @@ export function withDevDefaults(
 
 /** Where the relay's database comes from in dev. */
 export type DevDatabasePlan =
-  /** Neither metering nor resume is on: no database. */
+  /** Neither metering, resume nor database-decided rooms is on: no database. */
   | "none"
   /** `RELAY_DATABASE_URL` (or `SUPABASE_DB_URL`) is set: that database, as it is. */
   | "external"
@@ -69,7 +71,8 @@ export type DevDatabasePlan =
 export function devDatabasePlan(
   env: Readonly<Record<string, string | undefined>>,
 ): DevDatabasePlan {
-  if (!isOn(env.RELAY_METERING) && !isOn(env.RELAY_RESUME)) return "none";
+  const roomsInDatabase = env.RELAY_ROOMS?.trim().toLowerCase() === "database";
+  if (!isOn(env.RELAY_METERING) && !isOn(env.RELAY_RESUME) && !roomsInDatabase) return "none";
   return isSet(env, "RELAY_DATABASE_URL") || isSet(env, "SUPABASE_DB_URL")
     ? "external"
     : "embedded";

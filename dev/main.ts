@@ -2,8 +2,9 @@
  * `deno task dev [--fresh]`: the relay, the Supabase Auth stand-in, the
  * OpenAI Realtime stand-in (unless `OPENAI_API_KEY` is set), the demo page
  * and the embedded database (unless `RELAY_DATABASE_URL` is set) on
- * localhost, with metering, a small budget, an example session policy and
- * resumable sessions on unless the environment says otherwise
+ * localhost, with metering, a small budget, an example session policy,
+ * resumable sessions and rooms (over the Supabase Realtime stand-in, served
+ * on the Auth stand-in's origin) on unless the environment says otherwise
  * (dev/defaults.ts). `--fresh` deletes the embedded database's data first.
  * The relay runs in this process with the function's own handler and
  * settings parser; nothing in the function changes for dev mode.
@@ -46,10 +47,16 @@ async function main(): Promise<void> {
     ...databaseLines(stack),
     `relay    ${stack.relayUrl}/relay  the relay function (also /relay/echo, /relay/health)`,
     `         ${policyLine(stack)}`,
+    ...roomLines(stack),
     `demo     ${stack.demoUrl}  open this in a browser`,
     "",
     "try it (token for dev@example.com, valid 1 h):",
     `  websocat '${stack.relayUrl}/relay/echo?jwt=${token}'`,
+    ...(stack.settings.rooms === "off" ? [] : [
+      "a room (public:* rooms are open to every signed-in user; send",
+      '  {"type":"broadcast","event":"chat","payload":{"text":"hi"}}):',
+      `  websocat '${stack.relayUrl}/relay/rooms/public:lobby?jwt=${token}'`,
+    ]),
     "",
     "relay telemetry follows; Ctrl-C stops everything.",
   ];
@@ -100,6 +107,19 @@ function databaseLines(stack: DevStack): string[] {
     `         metering ${settings.metering ? "on" : "off"}, ${budget}, ` +
     `resume ${settings.resume ? "on" : "off"}${applied}`,
   ];
+}
+
+/** How rooms run, in words, or nothing with rooms off. */
+function roomLines(stack: DevStack): string[] {
+  const { settings, realtime } = stack;
+  if (settings.rooms === "off") return [];
+  const access = settings.rooms === "database"
+    ? "access by relay.room_access() in the database"
+    : "every signed-in user in every room";
+  const bus = realtime
+    ? `members meet through the Supabase Realtime stand-in at ${settings.realtimeUrl}`
+    : "one instance alone (RELAY_ROOMS_BUS=off)";
+  return [`rooms    ${stack.relayUrl}/relay/rooms/<room>  ${access}; ${bus}`];
 }
 
 /** What the session policy pins, in words. */

@@ -18,6 +18,10 @@ import { parseSettings, type Settings } from "../supabase/functions/_shared/sett
 import { createTelemetry } from "../supabase/functions/_shared/telemetry/log.ts";
 import { type AuthStandIn, startAuthStandIn } from "../tests/stand_ins/auth.ts";
 import { type OpenAIStandIn, type Pace, startOpenAIStandIn } from "../tests/stand_ins/openai.ts";
+import {
+  type RealtimeStandIn,
+  startRealtimeStandIn,
+} from "../tests/stand_ins/supabase_realtime.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./db/embedded.ts";
 import { applyMigrations, pendingMigrations, readMigrations } from "./db/migrations.ts";
 import { devDatabasePlan, redactDatabaseUrl } from "./defaults.ts";
@@ -98,6 +102,12 @@ export interface DevStack {
   readonly auth: AuthStandIn;
   /** `null` when relaying to the real OpenAI API. */
   readonly openai: OpenAIStandIn | null;
+  /**
+   * The Supabase Realtime stand-in the rooms' bus meets on (at the Auth
+   * stand-in's origin, as the gateway serves `/realtime/v1`); `null` when
+   * rooms or their bus are off.
+   */
+  readonly realtime: RealtimeStandIn | null;
   /** `null` when neither metering nor resume is on. */
   readonly database: DevDatabase | null;
   /** e.g. `ws://127.0.0.1:8000` (routes are `/relay`, `/relay/echo`, ...). */
@@ -179,11 +189,25 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
   };
   try {
     const given = options.auth;
+    const roomsOn = (env.RELAY_ROOMS?.trim().toLowerCase() ?? "off") !== "off" &&
+      env.RELAY_ROOMS_BUS?.trim().toLowerCase() !== "off";
+    // Served by the Auth stand-in, on its origin, as Supabase's gateway serves
+    // /realtime/v1 beside /auth/v1; a given Auth stand-in cannot mount it, so
+    // it then listens on a port of its own.
+    const realtime = roomsOn
+      ? await startRealtimeStandIn({ hostname: HOST, listen: given !== undefined })
+      : null;
+    if (realtime) cleanups.push(() => realtime.close());
     const auth = given ?? await bindWithFallback(
       "the Auth stand-in",
       want.auth,
       notes,
-      (port) => startAuthStandIn({ hostname: HOST, port }),
+      (port) =>
+        startAuthStandIn({
+          hostname: HOST,
+          port,
+          ...(realtime ? { gateway: (request: Request) => realtime.handle(request) } : {}),
+        }),
     );
     if (!given) cleanups.push(() => auth.close());
 
@@ -235,6 +259,12 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       SUPABASE_JWKS: JSON.stringify(auth.jwks),
       ...(openai ? { OPENAI_API_KEY: openai.apiKey, OPENAI_REALTIME_URL: openai.url } : {}),
       ...(embedded ? { RELAY_DATABASE_URL: embedded.url } : {}),
+      ...(realtime
+        ? {
+          SUPABASE_SECRET_KEYS: JSON.stringify({ default: realtime.secretKey }),
+          RELAY_REALTIME_URL: `${given ? realtime.url : auth.url}/realtime/v1`,
+        }
+        : {}),
     };
     const settings = parseSettings(relayEnv);
     const relayDeps: RelayDeps = {
@@ -298,6 +328,7 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       settings,
       auth,
       openai,
+      realtime,
       database,
       relayUrl,
       demoUrl: `http://${HOST}:${demoPort}/`,

@@ -133,11 +133,35 @@ export function realtimeBus(options: RealtimeBusOptions): RoomBus {
       }
     },
     async close() {
-      for (const channel of channels) await client.removeChannel(channel).catch(() => {});
+      await Promise.all(
+        [...channels].map((channel) => client.removeChannel(channel).catch(() => {})),
+      );
       channels.clear();
-      await client.disconnect().catch(() => {});
+      await disconnect(client);
     },
   };
+}
+
+/**
+ * Closes the client's socket without leaving a timer behind: realtime-js's
+ * `disconnect()` races the close against a 10 s timer it never clears, and
+ * removing the last channel arms a deferred disconnect. A relay in a test (or
+ * in a worker that is winding down) must leave nothing running, so the
+ * deferred disconnect is cancelled and the Phoenix socket closed directly
+ * when realtime-js still has those internals; otherwise the public call.
+ */
+async function disconnect(client: RealtimeClient): Promise<void> {
+  const internals = client as unknown as {
+    _cancelPendingDisconnect?: () => void;
+    socketAdapter?: { getSocket?: () => { disconnect(done: () => void): void } };
+  };
+  const socket = internals.socketAdapter?.getSocket?.();
+  if (socket === undefined || typeof internals._cancelPendingDisconnect !== "function") {
+    await client.disconnect().catch(() => {});
+    return;
+  }
+  internals._cancelPendingDisconnect();
+  await new Promise<void>((resolve) => socket.disconnect(resolve));
 }
 
 /** A bus message as a broadcast event and payload: texts and frames as bytes, presence as JSON. */
