@@ -9,8 +9,8 @@
  * @module
  */
 import { closeNotice } from "../realtime/close_notice.ts";
-import { RELAY_CLOSE } from "../relay/close_codes.ts";
-import type { ConnectionHooks, ConnectionLink } from "../relay/hooks.ts";
+import { type CloseFrame, RELAY_CLOSE } from "../relay/close_codes.ts";
+import type { ClosedBy, ConnectionHooks, ConnectionLink } from "../relay/hooks.ts";
 import type { Message, Upstream, UpstreamEvents } from "../upstream/upstream.ts";
 import type { RoomHub } from "./hub.ts";
 import type { Occupant, Room } from "./room.ts";
@@ -36,6 +36,8 @@ export interface MemberIdentity {
   readonly access: RoomAccess;
   /** Hears its own broadcasts and binary frames (`?self=true`). */
   readonly self: boolean;
+  /** Told in band why the relay closes it (`RELAY_CLOSE_NOTICES`). */
+  readonly notices: boolean;
 }
 
 /** One member of one room. */
@@ -45,13 +47,13 @@ export class RoomMember implements Upstream, ConnectionHooks, Occupant {
   readonly access: RoomAccess;
   readonly self: boolean;
   readonly bufferedAmount = 0;
-  readonly closeNotice = closeNotice;
 
   readonly #hub: RoomHub;
   readonly #roomName: string;
   /** Joined when the loop connects the member (after every check passed). */
   #room: Room | null = null;
   readonly #now: () => number;
+  readonly #notices: boolean;
   #events: UpstreamEvents | null = null;
   #link: ConnectionLink | null = null;
   #opened = false;
@@ -65,6 +67,7 @@ export class RoomMember implements Upstream, ConnectionHooks, Occupant {
     this.conn = identity.conn;
     this.access = identity.access;
     this.self = identity.self;
+    this.#notices = identity.notices;
     this.#now = now;
   }
 
@@ -78,6 +81,11 @@ export class RoomMember implements Upstream, ConnectionHooks, Occupant {
 
   started(link: ConnectionLink): void {
     this.#link = link;
+  }
+
+  /** The in-band notice before a close the relay starts (browsers on Deno 2.1.4 see only 1006). */
+  closeNotice(frame: CloseFrame, by: ClosedBy): string | null {
+    return this.#notices ? closeNotice(frame, by) : null;
   }
 
   /** The loop is done with the connection: whatever happened, the member is gone. */

@@ -104,6 +104,7 @@ export function roomsRoute(options: RoomsRouteOptions): WebSocketRoute<RoomPlan>
       conn,
       access,
       self: plan.self,
+      notices: settings.closeNotices,
     }, now);
     const connection: RouteConnection = {
       connect: (_model, events) => member.connect(events),
