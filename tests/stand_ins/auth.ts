@@ -78,6 +78,13 @@ export interface AuthStandIn {
 export interface AuthStandInOptions {
   port?: number;
   hostname?: string;
+  /**
+   * Serves paths outside `/auth/v1/` first, as Supabase's API gateway puts
+   * other services (e.g. Realtime's `handle`) on the same origin; null or
+   * undefined falls through to the gateway's 404. Auth's failure modes do not
+   * apply to it, except "refuse" (the whole port stops listening).
+   */
+  gateway?: (request: Request) => Response | Promise<Response> | null | undefined;
 }
 
 const API_VERSION = "2024-01-01";
@@ -92,7 +99,7 @@ interface StoredUser {
 export async function startAuthStandIn(
   opts: AuthStandInOptions = {},
 ): Promise<AuthStandIn> {
-  const s = new AuthServer(opts.hostname ?? "127.0.0.1");
+  const s = new AuthServer(opts.hostname ?? "127.0.0.1", opts.gateway);
   await s.init(opts.port ?? 0);
   return s;
 }
@@ -112,6 +119,7 @@ class AuthServer implements AuthStandIn {
   readonly hsSecret = randomToken(40);
   readonly requests = { jwks: 0, user: 0 };
   readonly #hostname: string;
+  readonly #gateway: AuthStandInOptions["gateway"];
   readonly #ref = randomToken(20).toLowerCase();
   #keys: SigningKey[] = [];
   #mode: AuthMode = "up";
@@ -123,8 +131,9 @@ class AuthServer implements AuthStandIn {
   #emails = new Map<string, string>();
   defaultUserId = "";
 
-  constructor(hostname: string) {
+  constructor(hostname: string, gateway?: AuthStandInOptions["gateway"]) {
     this.#hostname = hostname;
+    this.#gateway = gateway;
   }
 
   get jwks(): { keys: JsonWebKey[] } {
@@ -347,6 +356,10 @@ class AuthServer implements AuthStandIn {
     const path = url.pathname.replace(/\/+$/, "");
     if (path === "/auth/v1/.well-known/jwks.json") this.requests.jwks++;
     if (path === "/auth/v1/user") this.requests.user++;
+    if (this.#gateway && !path.startsWith("/auth/v1/")) {
+      const routed = await this.#gateway(req);
+      if (routed) return routed;
+    }
 
     if (this.#mode === "slow") {
       try {
