@@ -16,6 +16,8 @@ interface CaseResult {
   unit: string;
   better: "higher" | "lower";
   targets: Record<string, TargetSummary>;
+  /** Targets ("*": the whole case) that could not run on that build, and why. */
+  skipped?: Record<string, string>;
 }
 /** The part of a results file the chart reads. */
 export interface Report {
@@ -33,6 +35,11 @@ const LABELS: Record<string, string> = {
   relay: "this relay",
   relay_policy: "this relay, policy on",
   relay_all: "this relay, every v2 feature on",
+  rooms_deno_map: "Deno Map rooms",
+  rooms_node_ws: "Node ws rooms",
+  rooms_socketio: "Socket.IO rooms",
+  relay_same_instance: "this relay, same instance",
+  relay_across_bus: "this relay, across the bus",
 };
 const COLORS: Record<string, string> = {
   direct: "#9aa5b1",
@@ -42,6 +49,11 @@ const COLORS: Record<string, string> = {
   relay: "#d6336c",
   relay_policy: "#a61e4d",
   relay_all: "#5f3dc4",
+  rooms_deno_map: "#7c93c3",
+  rooms_node_ws: "#8fbf8f",
+  rooms_socketio: "#c9a0dc",
+  relay_same_instance: "#d6336c",
+  relay_across_bus: "#a61e4d",
 };
 
 function summary(values: number[]): TargetSummary {
@@ -53,11 +65,69 @@ function summary(values: number[]): TargetSummary {
   return { median, min: sorted[0]!, max: sorted[sorted.length - 1]! };
 }
 
-/** The cases, with latency's p99 and p99.9 drawn out of its runs as cases of their own. */
+/** A figure of every run of `c`, as a case of its own. */
+function drawnOut(
+  c: CaseResult,
+  key: string,
+  extra: Partial<CaseResult>,
+): CaseResult {
+  const targets: Record<string, TargetSummary> = {};
+  for (const [t, s] of Object.entries(c.targets)) {
+    targets[t] = summary((s.runs ?? []).map((r) => Number(r[key])));
+  }
+  return { ...c, ...extra, targets };
+}
+
+/**
+ * The cases, with latency's p99 and p99.9 drawn out of its runs as cases of
+ * their own, and so the room fan-out's latencies and CPU per delivery, and the
+ * bus case's latency on the same instance against across the bus. Cases that
+ * did not run (skipped) are left out.
+ */
 export function expandCases(report: Report): [string, CaseResult][] {
   const out: [string, CaseResult][] = [];
   for (const [name, c] of Object.entries(report.cases)) {
+    if (name === "room_bus") {
+      const relay = c.targets.relay;
+      if (!relay) continue;
+      for (const p of ["p50", "p99"]) {
+        const runs = relay.runs ?? [];
+        out.push([`room_bus_${p}`, {
+          ...c,
+          title: c.title.replace(/: .*$/, `: ${p} to each receiver`),
+          better: "lower",
+          targets: {
+            relay_same_instance: summary(
+              runs.map((r) => Number(r[`local_${p}_us`])),
+            ),
+            relay_across_bus: summary(
+              runs.map((r) => Number(r[`bus_${p}_us`])),
+            ),
+          },
+        }]);
+      }
+      continue;
+    }
+    if (Object.keys(c.targets).length === 0) continue;
     out.push([name, c]);
+    if (name === "room_fanout") {
+      for (
+        const [key, label] of [
+          ["p50_us", "p50 to each receiver, one broadcast in flight"],
+          ["p99_us", "p99 to each receiver, one broadcast in flight"],
+          ["server_cpu_us_per_delivery", "server CPU per delivery"],
+        ] as const
+      ) {
+        out.push([
+          `${name}_${key}`,
+          drawnOut(c, key, {
+            title: `${c.title.replace(/,? ?\(.*$/, "")}: ${label}`,
+            unit: key === "server_cpu_us_per_delivery" ? "µs CPU" : "µs",
+            better: "lower",
+          }),
+        ]);
+      }
+    }
     if (name !== "latency") continue;
     for (
       const [key, label] of [["p99_us", "p99"], ["p999_us", "p99.9"]] as const
@@ -99,7 +169,8 @@ export function renderChart(report: Report): string {
   for (const [name, c] of expandCases(report)) {
     const entries = Object.entries(c.targets);
     const max = Math.max(...entries.map(([, s]) => s.median), 1e-9);
-    const direct = ["memory", "voice", "slow_reader"].includes(name)
+    const direct = ["memory", "voice", "slow_reader"].includes(name) ||
+        name.startsWith("room_")
       ? undefined
       : c.targets.direct?.median;
     parts.push(

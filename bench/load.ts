@@ -6,6 +6,7 @@
  */
 import { rawClient } from "../tests/stand_ins/raw_client.ts";
 import { FLOOD_COMMAND } from "./upstream.ts";
+import { roomFanout, roomIdle, type RoomLoadConfig } from "./rooms_load.ts";
 
 /** What to run: the case, its URLs (one per user; tokens already in them) and sizes. */
 export interface LoadConfig {
@@ -112,7 +113,9 @@ const SESSION_UPDATED = '{"type":"session.updated"';
 /** Calls `handle` for every message on `ws` but the answer to a policy's pin. */
 function onReply(ws: WebSocket, handle: (event: MessageEvent) => void): void {
   ws.onmessage = (event) => {
-    if (typeof event.data === "string" && event.data.startsWith(SESSION_UPDATED)) return;
+    if (
+      typeof event.data === "string" && event.data.startsWith(SESSION_UPDATED)
+    ) return;
     handle(event);
   };
 }
@@ -336,9 +339,14 @@ async function slow(config: LoadConfig) {
 }
 
 if (import.meta.main) {
-  const config: LoadConfig = JSON.parse(await Deno.readTextFile(Deno.args[0]!));
-  const run = { latency, throughput, handshake, idle, voice, slow }[config.mode];
-  const result = await run(config);
+  const config: LoadConfig | RoomLoadConfig = JSON.parse(
+    await Deno.readTextFile(Deno.args[0]!),
+  );
+  const result = "wire" in config
+    ? await (config.mode === "room_fanout" ? roomFanout : roomIdle)(config)
+    : await { latency, throughput, handshake, idle, voice, slow }[config.mode](
+      config,
+    );
   console.log(JSON.stringify({ result }));
   Deno.exit(0);
 }

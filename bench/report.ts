@@ -33,7 +33,9 @@ function advantage(a: number, b: number, better: "higher" | "lower"): number {
 
 /** The Markdown for a report: figures with spread, then the relay against each peer. */
 export function renderTables(report: Report): string {
-  const cases = expandCases(report).map(([name, c]) => ({
+  const cases = expandCases(report).filter(([name]) => !name.startsWith("room_")).map((
+    [name, c],
+  ) => ({
     ...c,
     name,
     ratioToDirect: !DIRECT_IS_REFERENCE.includes(name),
@@ -112,7 +114,102 @@ export function renderTables(report: Report): string {
         }${fmt(on.median / off)}x the relay without), same run.`,
     );
   }
+  lines.push(...renderRoomTables(report));
   return lines.join("\n");
+}
+
+const ROOM_ORDER = [
+  "rooms_deno_map",
+  "rooms_node_ws",
+  "rooms_socketio",
+  "relay",
+];
+const ROOM_NAMES: Record<string, string> = {
+  rooms_deno_map: "Deno Map rooms",
+  rooms_node_ws: "Node ws rooms",
+  rooms_socketio: "Socket.IO rooms",
+  relay: "**this relay**",
+};
+
+/** The rooms' tables: figures, the relay against each peer, the bus; skips said in words. */
+export function renderRoomTables(report: Report): string[] {
+  const cases = expandCases(report).filter(([name]) => name.startsWith("room_"));
+  const lines: string[] = [];
+  const skips = Object.entries(report.cases).filter(([name, c]) =>
+    name.startsWith("room_") && c.skipped
+  );
+  if (cases.length === 0 && skips.length === 0) return lines;
+  lines.push("", 'Rooms (see "Rooms" below), same run:', "");
+  const fanout = cases.filter(([name]) => !name.startsWith("room_bus"));
+  if (fanout.length) {
+    lines.push(
+      `| case | unit | ${ROOM_ORDER.map((t) => ROOM_NAMES[t]).join(" | ")} |`,
+      `|---|---|${ROOM_ORDER.map(() => "---:").join("|")}|`,
+    );
+    for (const [, c] of fanout) {
+      const cells = ROOM_ORDER.map((t) => {
+        const s = c.targets[t];
+        if (!s) return "-";
+        const spread = s.min === s.max ? "" : `<br>[${fmt(s.min)}-${fmt(s.max)}]`;
+        return t === "relay" ? `**${fmt(s.median)}${spread}**` : `${fmt(s.median)}${spread}`;
+      });
+      lines.push(
+        `| ${c.title} | ${c.unit}, ${c.better} is better | ${cells.join(" | ")} |`,
+      );
+    }
+    if (fanout.some(([, c]) => c.targets.relay)) {
+      lines.push(
+        "",
+        "This relay's rooms against each peer's, same run (above 1: this relay is better; the goals",
+        "are at least 0.9x the Deno Map pattern, at least 1.0x Node ws and ahead of Socket.IO in",
+        "fan-out, and memory at most 1.25x the Deno pattern, i.e. a ratio of 0.8 or more):",
+        "",
+        "| case | vs Deno Map rooms | vs Node ws rooms | vs Socket.IO rooms |",
+        "|---|---:|---:|---:|",
+      );
+      for (const [, c] of fanout) {
+        const self = c.targets.relay?.median;
+        if (self === undefined) continue;
+        const cell = (t: string) => {
+          const other = c.targets[t]?.median;
+          return other === undefined ? "-" : `${fmt(advantage(self, other, c.better))}x`;
+        };
+        lines.push(
+          `| ${c.title} | ${ROOM_ORDER.slice(0, 3).map(cell).join(" | ")} |`,
+        );
+      }
+    }
+  }
+  const bus = report.cases.room_bus;
+  const relay = bus?.targets.relay;
+  if (bus && relay) {
+    const runs = relay.runs ?? [];
+    const med = (key: string) => {
+      const v = runs.map((r) => Number(r[key])).sort((a, b) => a - b);
+      return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+    };
+    lines.push(
+      "",
+      "Across two relay instances (one sender on instance A; receivers on A and on B, which",
+      "hears A through the Supabase Realtime stand-in, `tests/stand_ins/supabase_realtime.ts`, not",
+      "Realtime itself), same broadcasts, µs:",
+      "",
+      "| to receivers | p50 | p99 |",
+      "|---|---:|---:|",
+      `| on A (same instance) | ${fmt(med("local_p50_us"))} | ${fmt(med("local_p99_us"))} |`,
+      `| on B (across the bus) | ${fmt(med("bus_p50_us"))} | ${fmt(med("bus_p99_us"))} |`,
+      `| what the bus adds | ${fmt(med("bus_added_p50_us"))} | ${fmt(med("bus_added_p99_us"))} |`,
+    );
+  }
+  for (const [, c] of skips) {
+    for (const [t, why] of Object.entries(c.skipped ?? {})) {
+      lines.push(
+        "",
+        `${c.title}: ${t === "*" ? "" : `${ROOM_NAMES[t] ?? t} `}skipped: ${why}.`,
+      );
+    }
+  }
+  return lines;
 }
 
 const START = "<!-- bench:table:start -->";
