@@ -77,7 +77,12 @@ export function localBus(instance: string): RoomBus {
     instance,
     join(_room, listener) {
       let open = true;
-      queueMicrotask(() => open && listener.onBusReady());
+      queueMicrotask(() => {
+        if (!open) return;
+        listener.onBusReady();
+        // Alone: no other instance will send a snapshot, so members are let in at once.
+        listener.onBusInstances(new Set());
+      });
       return {
         send() {},
         leave() {
