@@ -1,0 +1,125 @@
+/**
+ * Room members for tests (CONTRACT.md "Rooms"): users with their own tokens,
+ * joining over a real socket, and a check that telemetry never held a
+ * payload, a token or the secret key.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { type RelayUnderTest, type StartOptions, withRelay } from "./relay_harness.ts";
+import { type Message, TestClient, until } from "./ws_client.ts";
+
+/** The secret key the rooms tests give the relay (`SUPABASE_SECRET_KEYS`). */
+export const SECRET_KEY = "sb_secret_test_5d1e0c7a";
+
+/** Rooms on one instance, no bus, and a secret key for server publishes. */
+export const ROOMS_ENV: Readonly<Record<string, string>> = {
+  RELAY_ROOMS: "open",
+  RELAY_ROOMS_BUS: "off",
+  SUPABASE_SECRET_KEYS: JSON.stringify({ default: SECRET_KEY }),
+};
+
+/** A signed-in user of the Auth stand-in. */
+export interface TestUser {
+  readonly id: string;
+  readonly token: string;
+}
+
+/** A received text event. */
+export type RoomEvent = { type: string; [key: string]: unknown };
+
+/** A new user with a token (expiring in `expiresInS`, default an hour). */
+export async function newUser(relay: RelayUnderTest, expiresInS?: number): Promise<TestUser> {
+  const id = crypto.randomUUID();
+  const token = await relay.auth.signEs256(
+    { sub: id, email: `${id}@example.com` },
+    expiresInS === undefined ? {} : { expiresInS },
+  );
+  return { id, token };
+}
+
+/** A member's socket and its `room.joined`. */
+export interface Member {
+  readonly client: TestClient;
+  readonly joined: RoomEvent;
+  /** Text events received so far, `room.joined` included. */
+  events(): RoomEvent[];
+  /** Text events of `type` received so far. */
+  of(type: string): RoomEvent[];
+  /** Binary messages received so far. */
+  binaries(): ArrayBuffer[];
+  /** Waits until `condition` holds over the received events. */
+  waitFor(what: string, condition: (events: RoomEvent[]) => boolean, ms?: number): Promise<void>;
+  send(message: Record<string, unknown> | string | ArrayBuffer | Uint8Array): void;
+}
+
+/** Joins `room` as `user` and waits for `room.joined` (the first message). */
+export async function join(
+  relay: RelayUnderTest,
+  room: string,
+  user: TestUser,
+  query: Record<string, string> = {},
+): Promise<Member> {
+  const client = new TestClient(relay.wsUrl(`/relay/rooms/${room}`, { jwt: user.token, ...query }));
+  await client.opened;
+  const [first] = await client.waitForMessages(1);
+  assert.equal(typeof first, "string", "the first message is text");
+  const joined = JSON.parse(first as string) as RoomEvent;
+  assert.equal(joined.type, "room.joined", "room.joined comes first");
+  const events = () => client.events() as RoomEvent[];
+  return {
+    client,
+    joined,
+    events,
+    of: (type) => events().filter((event) => event.type === type),
+    binaries: () =>
+      client.messages.filter((message: Message): message is ArrayBuffer =>
+        typeof message !== "string"
+      ),
+    waitFor: (what, condition, ms = 5000) => until(() => condition(events()), ms, what),
+    send: (message) => {
+      if (typeof message === "string" || message instanceof ArrayBuffer) {
+        client.socket.send(message);
+      } else if (message instanceof Uint8Array) client.socket.send(message);
+      else client.socket.send(JSON.stringify(message));
+    },
+  };
+}
+
+/** A distinctive string put into payloads, states and binary frames, never to be logged. */
+export function marker(): string {
+  return `ROOM-PAYLOAD-MARKER-${crypto.randomUUID()}`;
+}
+
+/**
+ * Runs `body` against a relay with {@linkcode ROOMS_ENV} (plus `env`), then
+ * asserts that no telemetry line holds a registered secret (`secret(value)`
+ * registers and returns it): every token made with {@linkcode newUser} must
+ * be registered by the body, the secret key and the project keys are.
+ */
+export async function withRooms(
+  options: StartOptions,
+  body: (relay: RelayUnderTest, secret: (value: string) => string) => Promise<void>,
+): Promise<void> {
+  const secrets = new Set<string>([SECRET_KEY]);
+  let lines: string[] = [];
+  await withRelay({ ...options, env: { ...ROOMS_ENV, ...options.env } }, async (relay) => {
+    lines = relay.lines;
+    secrets.add(relay.auth.anonKey);
+    secrets.add(relay.auth.serviceRoleKey);
+    secrets.add(relay.auth.publishableKey);
+    await body(relay, (value) => {
+      secrets.add(value);
+      return value;
+    });
+  });
+  assert.ok(lines.length > 0, "telemetry was written");
+  for (const line of lines) JSON.parse(line);
+  const all = lines.join("\n");
+  for (const secret of secrets) {
+    assert.ok(!all.includes(secret), `telemetry holds a secret (${secret.slice(0, 12)}...)`);
+    const signature = secret.split(".")[2];
+    if (signature && signature.length >= 16) {
+      assert.ok(!all.includes(signature), "telemetry holds a token's signature");
+    }
+  }
+}
