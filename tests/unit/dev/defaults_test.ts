@@ -7,7 +7,13 @@ import {
 } from "../../../dev/defaults.ts";
 import { parseSettings } from "../../../supabase/functions/_shared/settings.ts";
 
-const PLATFORM = { SUPABASE_URL: "http://127.0.0.1:54321", SUPABASE_ANON_KEY: "anon" };
+// With the project's secret key, as the platform gives a function: rooms (a dev default) meet
+// across instances through Supabase Realtime with it.
+const PLATFORM = {
+  SUPABASE_URL: "http://127.0.0.1:54321",
+  SUPABASE_ANON_KEY: "anon",
+  SUPABASE_SECRET_KEYS: '{"default":"sb_secret_x"}',
+};
 const DB = { RELAY_DATABASE_URL: "postgresql://postgres@127.0.0.1:54322/postgres" };
 
 Deno.test("withDevDefaults fills only what the environment leaves unset", () => {
@@ -21,7 +27,12 @@ Deno.test("withDevDefaults fills only what the environment leaves unset", () => 
       name: "nothing set: all of them",
       env: {},
       applied: Object.keys(DEV_DEFAULTS),
-      expect: { RELAY_METERING: "on", RELAY_BUDGET_USD: "0.05", RELAY_RESUME: "on" },
+      expect: {
+        RELAY_METERING: "on",
+        RELAY_BUDGET_USD: "0.05",
+        RELAY_RESUME: "on",
+        RELAY_ROOMS: "database",
+      },
     },
     {
       name: "the user's budget stays",
@@ -32,7 +43,7 @@ Deno.test("withDevDefaults fills only what the environment leaves unset", () => 
     {
       name: "metering off: no budget (it would need metering)",
       env: { RELAY_METERING: "off" },
-      applied: ["RELAY_BUDGET_REFRESH_S", "RELAY_SESSION_POLICY", "RELAY_RESUME"],
+      applied: ["RELAY_BUDGET_REFRESH_S", "RELAY_SESSION_POLICY", "RELAY_RESUME", "RELAY_ROOMS"],
       expect: { RELAY_METERING: "off", RELAY_BUDGET_USD: undefined },
     },
     {
@@ -46,6 +57,12 @@ Deno.test("withDevDefaults fills only what the environment leaves unset", () => 
       env: { RELAY_SESSION_POLICY: '{"locked":["tools"]}' },
       applied: Object.keys(DEV_DEFAULTS).filter((name) => name !== "RELAY_SESSION_POLICY"),
       expect: { RELAY_SESSION_POLICY: '{"locked":["tools"]}' },
+    },
+    {
+      name: "the user's rooms setting stays",
+      env: { RELAY_ROOMS: "open" },
+      applied: Object.keys(DEV_DEFAULTS).filter((name) => name !== "RELAY_ROOMS"),
+      expect: { RELAY_ROOMS: "open" },
     },
   ];
   for (const { name, env, applied, expect } of cases) {
@@ -64,10 +81,12 @@ Deno.test("withDevDefaults gives settings the relay's parser accepts", () => {
   const settings = parseSettings({ ...PLATFORM, ...DB, ...withDevDefaults({}).env });
   assert.equal(settings.budgetMicros, 50_000);
   assert.equal(settings.resume, true);
+  assert.equal(settings.rooms, "database");
+  assert.equal(settings.roomsBus, "realtime");
 });
 
-Deno.test("devDatabasePlan picks the database from metering, resume and the URLs", () => {
-  const cases: [Record<string, string>, string][] = [
+Deno.test("devDatabasePlan picks the database from metering, resume, rooms and the URLs", () => {
+  const cases: [Record<string, string | undefined>, string][] = [
     [{}, "none"],
     [{ RELAY_METERING: "off", RELAY_RESUME: "off" }, "none"],
     [{ RELAY_METERING: "on" }, "embedded"],
@@ -77,6 +96,12 @@ Deno.test("devDatabasePlan picks the database from metering, resume and the URLs
     [{ RELAY_RESUME: "on", SUPABASE_DB_URL: DB.RELAY_DATABASE_URL }, "external"],
     [{ RELAY_METERING: "on", RELAY_DATABASE_URL: " " }, "embedded"],
     [{ RELAY_METERING: "off", ...DB }, "none"],
+    [{ RELAY_ROOMS: "database" }, "embedded"],
+    [{ RELAY_ROOMS: " Database " }, "embedded"],
+    [{ RELAY_ROOMS: "database", ...DB }, "external"],
+    [{ RELAY_ROOMS: "open" }, "none"],
+    [{ RELAY_ROOMS: "off" }, "none"],
+    [withDevDefaults({ RELAY_METERING: "off", RELAY_RESUME: "off" }).env, "embedded"],
   ];
   for (const [env, expected] of cases) {
     assert.equal(devDatabasePlan(env), expected, JSON.stringify(env));
