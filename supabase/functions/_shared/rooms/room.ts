@@ -23,6 +23,13 @@ export interface Occupant {
 /** How long a newly joined channel waits for the other instances' snapshots before members are let in. */
 const SNAPSHOT_WAIT_MS = 1000;
 
+/**
+ * How long an instance may be missing from the channel's presence before its
+ * users leave: long enough for every instance to rejoin after a Realtime
+ * restart, well within the contract's 30 s for a dead instance.
+ */
+const INSTANCE_GONE_GRACE_MS = 3000;
+
 /** What a room is built with. */
 export interface RoomOptions {
   readonly name: string;
@@ -59,6 +66,8 @@ export class Room implements BusListener {
   /** Instances on the channel (from Realtime Presence), and those whose snapshot arrived. */
   #instances: ReadonlySet<string> = new Set();
   readonly #snapshotsFrom = new Set<string>();
+  /** Instances missing from the channel's presence, dropped unless they come back in time. */
+  readonly #drops = new Map<string, ReturnType<typeof setTimeout>>();
   #channel: BusChannel | null;
   /** The channel is joined. */
   #busReady = false;
@@ -156,6 +165,8 @@ export class Room implements BusListener {
   /** Leaves the channel: the hub let the room go. */
   close(): void {
     clearTimeout(this.#gate);
+    for (const timer of this.#drops.values()) clearTimeout(timer);
+    this.#drops.clear();
     this.#channel?.leave();
     this.#channel = null;
   }
@@ -181,17 +192,31 @@ export class Room implements BusListener {
     const before = this.#instances;
     this.#instances = instances;
     this.#synced = true;
+    for (const instance of instances) {
+      clearTimeout(this.#drops.get(instance));
+      this.#drops.delete(instance);
+    }
+    // An instance missing from Realtime Presence may only be rejoining
+    // (after a Realtime restart, whoever rejoins first sees the others
+    // missing): its users leave only if it is still missing a moment later.
     for (const gone of new Set([...before, ...this.#remoteCounts.keys()])) {
-      if (instances.has(gone)) continue;
-      this.#remoteCounts.delete(gone);
-      this.#snapshotsFrom.delete(gone);
-      this.#deliverChanges(this.#presence.drop(gone));
+      if (instances.has(gone) || this.#drops.has(gone)) continue;
+      this.#drops.set(gone, setTimeout(() => this.#drop(gone), INSTANCE_GONE_GRACE_MS));
     }
     // A newcomer has not heard what this instance holds.
     if ([...instances].some((instance) => !before.has(instance)) && this.#busReady) {
       this.#channel?.send({ kind: "snapshot", snapshot: this.#snapshot() });
     }
     this.#maybeLetIn();
+  }
+
+  /** `instance` is gone (it died, or left the room): its users leave unless held elsewhere. */
+  #drop(instance: string): void {
+    this.#drops.delete(instance);
+    if (this.#instances.has(instance)) return;
+    this.#remoteCounts.delete(instance);
+    this.#snapshotsFrom.delete(instance);
+    this.#deliverChanges(this.#presence.drop(instance));
   }
 
   onBusMessage(message: BusMessage): void {
