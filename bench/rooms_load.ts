@@ -249,7 +249,10 @@ interface Window {
  * `steady` and `steady_end` lines frame the second window, for the
  * orchestrator's reading of the server's CPU.
  */
-export async function roomFanout(config: RoomLoadConfig) {
+/** What one room run measured, by name (numbers, or the relay's errors). */
+export type RoomRunResult = Record<string, number | string | null>;
+
+export async function roomFanout(config: RoomLoadConfig): Promise<RoomRunResult> {
   const wire = config.wire;
   const members = config.members;
   const sockets = await joinAll(members, wire);
@@ -332,7 +335,7 @@ export async function roomFanout(config: RoomLoadConfig) {
   const all = sorted([...one.byGroup.values()].flat());
   const last = sorted(one.toLast);
   const loaded = sorted([...many.byGroup.values()].flat());
-  const result: Record<string, number | string | null> = {
+  const result: RoomRunResult = {
     members: members.length,
     senders: most,
     p50_us: percentile(all, 0.5),
@@ -381,7 +384,7 @@ async function proveRooms(
  * the orchestrator; then every member joined and proven, `ready`, a line, and
  * all close.
  */
-export async function roomIdle(config: RoomLoadConfig) {
+export async function roomIdle(config: RoomLoadConfig): Promise<RoomRunResult> {
   const warmMembers = config.warm ?? [];
   if (warmMembers.length) {
     const warm = await joinAll(warmMembers, config.wire);
