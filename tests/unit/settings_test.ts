@@ -54,6 +54,8 @@ Deno.test("parseSettings applies every default from the contract", () => {
     serverKeys: [],
     roomMaxMembers: 1000,
     roomMaxMessageBytes: 65_536,
+    roomHistory: 0,
+    roomHistoryTtlS: 86_400,
   });
   assert.ok(Object.isFrozen(settings));
 });

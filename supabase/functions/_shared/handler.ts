@@ -22,7 +22,7 @@ import { realtimeBus } from "./rooms/realtime_bus.ts";
 import { echoRoute } from "./routes/echo.ts";
 import { openAIRoute } from "./routes/openai.ts";
 import { isRouteRefusal, type RouteConnection, type WebSocketRoute } from "./routes/route.ts";
-import { databaseAccess, openAccess, roomsRoute } from "./routes/rooms.ts";
+import { databaseAccess, databaseHistory, openAccess, roomsRoute } from "./routes/rooms.ts";
 import type { Settings } from "./settings.ts";
 import { createTelemetry, type Telemetry } from "./telemetry/log.ts";
 import { openAIConnector } from "./upstream/openai.ts";
@@ -113,11 +113,14 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       ? null
       : openAIConnector({ url: settings.openaiRealtimeUrl, apiKey: settings.openaiApiKey }));
   const ownDatabase = deps.database === undefined && settings.databaseUrl !== null &&
-      (settings.metering || settings.resume || settings.rooms === "database")
+      (settings.metering || settings.resume || settings.rooms === "database" ||
+        settings.roomHistory > 0)
     ? connectDatabase(settings.databaseUrl)
     : null;
   const database = deps.database ?? ownDatabase;
   const registry = new ConnectionRegistry(settings.maxConnectionsPerUser, settings.maxConnections);
+  // One runtime timer for every connection's deadlines.
+  const deadlines = new Deadlines();
   const limits = {
     maxMessageBytes: settings.maxMessageBytes,
     maxBufferedBytes: settings.maxBufferedBytes,
@@ -143,14 +146,17 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     limits,
     telemetry,
     now,
+    history: settings.roomHistory > 0 && database !== null
+      ? databaseHistory(database, { max: settings.roomHistory, ttlS: settings.roomHistoryTtlS })
+      : null,
+    registry,
+    deadlines,
   });
   const webSocketRoutes: Partial<Record<Route, WebSocketRoute<unknown>>> = {
     openai: openai as WebSocketRoute<unknown>,
     echo: echoRoute as WebSocketRoute<unknown>,
     ...(rooms ? { rooms: rooms as WebSocketRoute<unknown> } : {}),
   };
-  // One runtime timer for every connection's deadlines.
-  const deadlines = new Deadlines();
   const composeHooks = hooksComposer();
   const releaseSlot = (session: RelaySession) => registry.release(session.user, session);
   let draining = false;
@@ -175,8 +181,11 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
       if (request.method !== "GET") return reject(refusal("method_not_allowed"), route);
       return Response.json({ status: "ok", connections: registry.size });
     }
-    if (route === "rooms" && request.method === "POST" && rooms !== null) {
-      return rooms.publish(request, url, verifyToken);
+    if (rooms !== null) {
+      if (route === "rooms" && request.method === "POST") {
+        return rooms.publish(request, url, verifyToken);
+      }
+      if (route === "room_events") return rooms.follow(request, url, verifyToken);
     }
     const handler = webSocketRoutes[route];
     if (handler === undefined) return reject(refusal("not_found"), route);

@@ -88,6 +88,10 @@ export interface Settings {
   readonly roomMaxMembers: number;
   /** The largest room message a member or a server may send, in bytes. */
   readonly roomMaxMessageBytes: number;
+  /** Broadcasts kept per room (`RELAY_ROOM_HISTORY`); 0: no history. */
+  readonly roomHistory: number;
+  /** Seconds a kept broadcast lives at most. */
+  readonly roomHistoryTtlS: number;
 }
 
 /** Who may use rooms (`RELAY_ROOMS`). */
@@ -236,6 +240,8 @@ type RoomSettings = Pick<
   | "serverKeys"
   | "roomMaxMembers"
   | "roomMaxMessageBytes"
+  | "roomHistory"
+  | "roomHistoryTtlS"
 >;
 
 function readRoomSettings(
@@ -262,6 +268,8 @@ function readRoomSettings(
     ),
     roomMaxMembers: reader.integer("RELAY_ROOM_MAX_MEMBERS", 1000, 1),
     roomMaxMessageBytes: reader.integer("RELAY_ROOM_MAX_MESSAGE_BYTES", 65_536, 1),
+    roomHistory: reader.integer("RELAY_ROOM_HISTORY", 0, 0),
+    roomHistoryTtlS: reader.integer("RELAY_ROOM_HISTORY_TTL_S", 86_400, 1),
   };
 }
 
@@ -288,10 +296,21 @@ function readSecretKeys(
 }
 
 function checkRoomDependencies(settings: Settings, problems: string[]): void {
-  if (settings.rooms === "off") return;
-  if (settings.rooms === "database" && settings.databaseUrl === null) {
+  if (settings.rooms === "off") {
+    if (settings.roomHistory > 0) {
+      problems.push("RELAY_ROOM_HISTORY: set but RELAY_ROOMS is off; history needs rooms on");
+    }
+    return;
+  }
+  const needsDatabase = [
+    settings.rooms === "database" ? "RELAY_ROOMS=database decides access" : null,
+    settings.roomHistory > 0 ? "RELAY_ROOM_HISTORY keeps broadcasts" : null,
+  ].filter((need) => need !== null);
+  if (needsDatabase.length > 0 && settings.databaseUrl === null) {
     problems.push(
-      "RELAY_DATABASE_URL (or SUPABASE_DB_URL): not set; RELAY_ROOMS=database decides access in the project's Postgres",
+      `RELAY_DATABASE_URL (or SUPABASE_DB_URL): not set; ${
+        needsDatabase.join(" and ")
+      } in the project's Postgres`,
     );
   }
   if (settings.roomsBus === "realtime" && settings.secretKey === null) {

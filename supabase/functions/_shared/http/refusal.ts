@@ -27,7 +27,8 @@ export type RefusalCode =
   | "room_full"
   | "rooms_unavailable"
   | "bad_message"
-  | "message_too_big";
+  | "message_too_big"
+  | "bad_offset";
 
 /** A decision to answer with an HTTP error instead of upgrading. */
 export interface Refusal {
@@ -138,6 +139,11 @@ const REFUSALS: Readonly<Record<RefusalCode, Omit<Refusal, "error">>> = {
   bad_message: {
     status: 400,
     message: 'The body must be a JSON object {"event":"...","payload":...}.',
+    headers: {},
+  },
+  bad_offset: {
+    status: 400,
+    message: "?since=, ?last= and Last-Event-ID must be whole numbers of 0 or more.",
     headers: {},
   },
   message_too_big: {

@@ -9,9 +9,11 @@ import type { BusChannel, BusListener, BusMessage, PresenceRecord, RoomBus } fro
 import { type HeldPresence, RoomPresence } from "./presence.ts";
 import { type PresenceChange, type PresenceEntry, presenceText } from "./wire.ts";
 
-/** What a room needs of a member (a {@linkcode RoomMember}). */
+/** What a room needs of a member (a {@linkcode RoomMember}) or an SSE follower. */
 export interface Occupant {
   readonly user: string;
+  /** Whether it counts in presence (members do; SSE followers only listen). */
+  readonly present: boolean;
   /** Whether it hears its own broadcasts and binary frames (`?self=true`). */
   readonly self: boolean;
   /** Its instance hears the room now: send `room.joined` with this presence list. */
@@ -76,8 +78,6 @@ export class Room implements BusListener {
   /** Members are let in (the channel is joined and the others' presence is known, or waiting gave up). */
   #hearing = false;
   #gate: ReturnType<typeof setTimeout> | undefined;
-  /** SSE followers (count for `room_full`, absent from presence). */
-  #followers = 0;
 
   constructor(options: RoomOptions) {
     this.name = options.name;
@@ -90,22 +90,25 @@ export class Room implements BusListener {
 
   /** Members here and on every other instance (it may overshoot briefly while instances learn of each other). */
   count(): number {
-    let total = this.#members.size + this.#followers;
+    let total = this.#members.size;
     for (const count of this.#remoteCounts.values()) total += count;
     return total;
   }
 
-  /** Members on this instance. */
+  /** Members and followers on this instance. */
   get localSize(): number {
-    return this.#members.size + this.#followers;
+    return this.#members.size;
   }
 
-  /** Adds a member; it is opened once this instance hears the room. */
+  /** Adds a member or follower; it is opened once this instance hears the room. */
   admit(member: Occupant): void {
     this.#members.add(member);
     const local = this.#users.get(member.user);
-    if (local) local.conns++;
-    else {
+    if (!member.present) this.#publishCount();
+    else if (local) {
+      local.conns++;
+      this.#publishCount();
+    } else {
       const held = { stateJson: "null", at: 0 };
       this.#users.set(member.user, { conns: 1, held });
       this.#changed(this.#presence.set(this.#instance, member.user, held), [[
@@ -122,7 +125,7 @@ export class Room implements BusListener {
   leave(member: Occupant): void {
     if (!this.#members.delete(member)) return;
     this.#waiting = this.#waiting.filter((waiting) => waiting !== member);
-    const local = this.#users.get(member.user);
+    const local = member.present ? this.#users.get(member.user) : undefined;
     if (local && --local.conns === 0) {
       this.#users.delete(member.user);
       this.#changed(this.#presence.remove(this.#instance, member.user), [], [member.user]);
@@ -133,20 +136,13 @@ export class Room implements BusListener {
   /** A member's new presence state (last write wins, across tabs and instances). */
   setState(member: Occupant, stateJson: string): void {
     const local = this.#users.get(member.user);
-    if (!local || !this.#members.has(member)) return;
+    if (!local || !member.present || !this.#members.has(member)) return;
     local.held = { stateJson, at: this.#options.now() };
     this.#changed(this.#presence.set(this.#instance, member.user, local.held), [[
       member.user,
       stateJson,
       local.held.at,
     ]], []);
-  }
-
-  /** An SSE follower arrived or left (counted, never present). */
-  follow(delta: 1 | -1): void {
-    this.#followers += delta;
-    this.#publishCount();
-    if (this.localSize === 0) this.#options.onEmpty(this);
   }
 
   /**

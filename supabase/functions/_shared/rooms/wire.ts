@@ -40,7 +40,7 @@ export interface PresenceIntent {
 /** Why a member's message was not delivered (the in-band `error` event's fields). */
 export interface WireProblem {
   readonly kind: "problem";
-  readonly code: "room_bad_message" | "room_read_only";
+  readonly code: "room_bad_message" | "room_read_only" | "history_unavailable";
   readonly message: string;
   readonly param: string | null;
   /** The message's own id, when it had a well-formed one. */
@@ -64,6 +64,18 @@ export function readOnlyProblem(eventId: string | null = null): WireProblem {
     kind: "problem",
     code: "room_read_only",
     message: "This member may only read this room.",
+    param: null,
+    eventId,
+  };
+}
+
+/** The refusal of a broadcast that could not be kept (the database is unreachable): resend it. */
+export function historyUnavailableProblem(eventId: string | null): WireProblem {
+  return {
+    kind: "problem",
+    code: "history_unavailable",
+    message:
+      "The room's history cannot be written right now; the message was not delivered. Send it again.",
     param: null,
     eventId,
   };

@@ -8,6 +8,8 @@
  */
 import type { Identity } from "../auth/claims.ts";
 import type { Database } from "../db/client.ts";
+import { appendRoomMessage, latestOffset, readRoomHistory } from "../db/room_history.ts";
+import type { HistoryKeep } from "../db/room_history.ts";
 import { readRoomAccess } from "../db/rooms.ts";
 import { RoomAccessCache } from "../rooms/access_cache.ts";
 import { extractToken } from "../auth/token_source.ts";
@@ -15,9 +17,14 @@ import type { TokenVerifier } from "../auth/verify.ts";
 import { isOriginAllowed } from "../http/handshake.ts";
 import { type Refusal, refusal, refusalResponse, refusalWith } from "../http/refusal.ts";
 import { roomSegment } from "../http/routes.ts";
+import type { Deadlines } from "../relay/deadlines.ts";
+import type { ConnectionRegistry } from "../relay/registry.ts";
 import type { SessionLimits } from "../relay/session.ts";
+import { RoomFollower } from "../rooms/follower.ts";
+import type { RecoverFrom, RoomHistory } from "../rooms/history.ts";
 import type { RoomHub } from "../rooms/hub.ts";
 import { RoomMember } from "../rooms/member.ts";
+import { readHistoryStart } from "../rooms/recovery.ts";
 import { broadcastText, isRoomName, readBroadcast, type RoomAccess } from "../rooms/wire.ts";
 import type { Settings } from "../settings.ts";
 import type { Telemetry } from "../telemetry/log.ts";
@@ -52,6 +59,15 @@ export function databaseAccess(database: Database, now: () => number): RoomAcces
   };
 }
 
+/** The rooms' history in the project's Postgres (`RELAY_ROOM_HISTORY`). */
+export function databaseHistory(database: Database, keep: HistoryKeep): RoomHistory {
+  return {
+    append: (message) => appendRoomMessage(database, message, keep),
+    read: (room, from) => readRoomHistory(database, room, from, keep),
+    latest: (room) => latestOffset(database, room),
+  };
+}
+
 /** What the rooms route needs. */
 export interface RoomsRouteOptions {
   readonly settings: Settings;
@@ -61,12 +77,34 @@ export interface RoomsRouteOptions {
   readonly limits: SessionLimits;
   readonly telemetry: Telemetry;
   readonly now: () => number;
+  /** Room history (`RELAY_ROOM_HISTORY`); `null` when off. */
+  readonly history: RoomHistory | null;
+  /** The relay's caps, which SSE followers count against like members. */
+  readonly registry: ConnectionRegistry;
+  /** The relay's shared deadlines (followers' keepalive and token expiry). */
+  readonly deadlines: Deadlines;
 }
 
 /** A checked join request. */
 interface RoomPlan {
   readonly room: string;
   readonly self: boolean;
+  /** `?since=` / `?last=` (or `Last-Event-ID`), checked; `null` when none. */
+  readonly from: RecoverFrom | null;
+}
+
+/** The checks a join and a follow share: the room's name and where history starts. */
+function roomPlan(url: URL, lastEventId: string | null): Prepared<RoomPlan> {
+  const room = roomFromPath(url.pathname);
+  if (!room.ok) return room;
+  const from = readHistoryStart(url.searchParams, lastEventId);
+  if (from !== null && "kind" in from) {
+    return { ok: false, refusal: refusalWith("bad_offset", from.message) };
+  }
+  return {
+    ok: true,
+    plan: { room: room.plan, self: url.searchParams.get("self") === "true", from },
+  };
 }
 
 /** The room a path names, or the refusal for a name that is not one. */
@@ -77,11 +115,20 @@ export function roomFromPath(pathname: string): Prepared<string> {
     : { ok: false, refusal: refusal("bad_room") };
 }
 
-/** The route for joining rooms, and the handler of a server's publish. */
+/** The route for joining rooms, and the handlers of a server's publish and of SSE followers. */
 export function roomsRoute(options: RoomsRouteOptions): WebSocketRoute<RoomPlan> & {
   publish(request: Request, url: URL, verifyToken: TokenVerifier): Promise<Response>;
+  follow(request: Request, url: URL, verifyToken: TokenVerifier): Promise<Response>;
 } {
-  const { settings, hub, telemetry, now } = options;
+  const { settings, hub, telemetry, now, history } = options;
+  const reject = (refused: Refusal, route: "rooms" | "room_events" = "rooms") => {
+    telemetry.info("websocket.connection.rejected", {
+      status: refused.status,
+      error: refused.error,
+      route,
+    });
+    return refusalResponse(refused);
+  };
   const limits: SessionLimits = {
     ...options.limits,
     maxMessageBytes: settings.roomMaxMessageBytes,
@@ -96,16 +143,31 @@ export function roomsRoute(options: RoomsRouteOptions): WebSocketRoute<RoomPlan>
     }
   };
 
+  /**
+   * With history on, joining needs the database (the contract's 503): its
+   * latest offset is read now, and again, with what was missed, once the
+   * member hears the room.
+   */
+  const historyReachable = async (room: string): Promise<Refusal | null> => {
+    if (history === null) return null;
+    try {
+      await history.latest(room);
+      return null;
+    } catch {
+      return refusal("rooms_unavailable");
+    }
+  };
+
   const join = (plan: RoomPlan, identity: Identity, conn: string, access: RoomAccess | null) => {
     if (access === null) return refusal("room_forbidden");
     if (hub.count(plan.room) >= settings.roomMaxMembers) return refusal("room_full");
-    const member = new RoomMember(hub, plan.room, {
-      user: identity.user,
-      conn,
-      access,
-      self: plan.self,
-      notices: settings.closeNotices,
-    }, now);
+    const member = new RoomMember(
+      hub,
+      plan.room,
+      { user: identity.user, conn, access, self: plan.self, notices: settings.closeNotices },
+      now,
+      history === null ? null : { store: history, from: plan.from },
+    );
     const connection: RouteConnection = {
       connect: (_model, events) => member.connect(events),
       model: null,
@@ -118,17 +180,20 @@ export function roomsRoute(options: RoomsRouteOptions): WebSocketRoute<RoomPlan>
 
   return {
     close: () => hub.close(),
-    prepare(url) {
-      const room = roomFromPath(url.pathname);
-      if (!room.ok) return room;
-      return { ok: true, plan: { room: room.plan, self: url.searchParams.get("self") === "true" } };
-    },
+    prepare: (url) => roomPlan(url, null),
     admit(plan, identity, conn) {
       let answer: RoomAccess | null | Promise<RoomAccess | null>;
       try {
         answer = options.access(identity, plan.room);
       } catch {
         return refusal("rooms_unavailable");
+      }
+      if (history !== null) {
+        return (async () => {
+          const access = await accessOf(identity, plan.room);
+          if (typeof access !== "string") return access;
+          return await historyReachable(plan.room) ?? join(plan, identity, conn, access);
+        })();
       }
       // A remembered answer (open mode, or read within 30 s) costs no promise.
       return answer instanceof Promise
@@ -139,15 +204,55 @@ export function roomsRoute(options: RoomsRouteOptions): WebSocketRoute<RoomPlan>
         : join(plan, identity, conn, answer);
     },
 
+    async follow(request, url, verifyToken) {
+      const fail = (refused: Refusal) =>
+        reject(withCors(refused, request, settings.allowedOrigins), "room_events");
+      if (request.method !== "GET") return fail(refusal("method_not_allowed"));
+      if (!isOriginAllowed(request.headers.get("origin"), settings.allowedOrigins)) {
+        return fail(refusal("origin_not_allowed"));
+      }
+      const found = extractToken(url, request.headers);
+      if (!found) return fail(refusal("missing_token"));
+      const prepared = roomPlan(url, request.headers.get("last-event-id"));
+      if (!prepared.ok) return fail(prepared.refusal);
+      const { plan } = prepared;
+      const verified = await verifyToken(found.token);
+      if (!verified.ok) return fail(refusal(verified.error));
+      const { identity } = verified;
+      const access = await accessOf(identity, plan.room);
+      if (typeof access !== "string") return fail(access);
+      const unreachable = await historyReachable(plan.room);
+      if (unreachable) return fail(unreachable);
+      if (hub.count(plan.room) >= settings.roomMaxMembers) return fail(refusal("room_full"));
+      const full = options.registry.reserve(identity.user);
+      if (full !== null) return fail(refusal(full));
+      const follower = new RoomFollower({
+        hub,
+        room: plan.room,
+        user: identity.user,
+        conn: crypto.randomUUID(),
+        access,
+        history: history === null ? null : { store: history, from: plan.from },
+        maxBufferedBytes: options.limits.maxBufferedBytes,
+        expiresAtMs: identity.exp === null ? null : identity.exp * 1000,
+        deadlines: options.deadlines,
+        telemetry,
+        now,
+        onEnded: (ended) => options.registry.release(ended.user, ended),
+      });
+      options.registry.attach(follower);
+      return new Response(follower.stream, {
+        headers: {
+          "content-type": "text/event-stream; charset=utf-8",
+          "cache-control": "no-cache, no-transform",
+          // Proxies (nginx among them) must not hold events back.
+          "x-accel-buffering": "no",
+          ...corsHeaders(request, settings.allowedOrigins),
+        },
+      });
+    },
+
     async publish(request, url, verifyToken) {
-      const reject = (refused: Refusal) => {
-        telemetry.info("websocket.connection.rejected", {
-          status: refused.status,
-          error: refused.error,
-          route: "rooms",
-        });
-        return refusalResponse(refused);
-      };
       const room = roomFromPath(url.pathname);
       if (!room.ok) return reject(room.refusal);
       if (!isOriginAllowed(request.headers.get("origin"), settings.allowedOrigins)) {
@@ -177,22 +282,57 @@ export function roomsRoute(options: RoomsRouteOptions): WebSocketRoute<RoomPlan>
       }
       const intent = readBroadcast(parsed as Record<string, unknown>);
       if (intent.kind === "problem") return reject(refusalWith("bad_message", intent.message));
-      const text = broadcastText(intent.event, intent.payloadJson, {
-        user,
-        id: intent.id,
-        offset: null,
-        at: new Date(now()).toISOString(),
-      });
-      if (!await hub.publish(room.plan, text)) return reject(refusal("rooms_unavailable"));
-      telemetry.info("room.published", {
-        room: room.plan,
-        user,
-        offset: null,
-        bytes: body.bytes,
-      });
-      return Response.json({ offset: null }, { status: 202 });
+      const { event, payloadJson, id } = intent;
+      const at = new Date(now()).toISOString();
+      let offset: number | null = null;
+      let duplicate = false;
+      if (history !== null && !intent.ephemeral) {
+        try {
+          ({ offset, duplicate } = await history.append({
+            room: room.plan,
+            user,
+            id,
+            event,
+            payloadJson,
+            at,
+          }));
+        } catch {
+          return reject(refusal("rooms_unavailable"));
+        }
+      }
+      // A publish resent with a kept id is answered with the first offset, never delivered twice.
+      if (!duplicate) {
+        const text = broadcastText(event, payloadJson, { user, id, offset, at });
+        if (!await hub.publish(room.plan, text)) return reject(refusal("rooms_unavailable"));
+      }
+      telemetry.info("room.published", { room: room.plan, user, offset, bytes: body.bytes });
+      return Response.json({ offset }, { status: 202 });
     },
   };
+}
+
+/**
+ * Who may read a follower's stream from another origin: the request's
+ * `Origin` when it is allowed, everyone when no origins are configured.
+ */
+function corsHeaders(
+  request: Request,
+  allowedOrigins: readonly string[] | null,
+): Record<string, string> {
+  const origin = request.headers.get("origin");
+  if (allowedOrigins === null) return { "access-control-allow-origin": "*" };
+  return origin !== null && isOriginAllowed(origin, allowedOrigins)
+    ? { "access-control-allow-origin": origin, vary: "origin" }
+    : {};
+}
+
+/** A refusal a page on another origin may read (`EventSource` itself only reports a failure). */
+function withCors(
+  refused: Refusal,
+  request: Request,
+  allowedOrigins: readonly string[] | null,
+): Refusal {
+  return { ...refused, headers: { ...refused.headers, ...corsHeaders(request, allowedOrigins) } };
 }
 
 /** The request's body as text, or `null` when it is larger than `max` bytes. */
