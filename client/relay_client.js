@@ -643,18 +643,7 @@ export class RelayConnection {
 
   /** @returns {Promise<WebSocketConstructor>} */
   #webSocketClass() {
-    this.#socketClass ??= (async () => {
-      if (this.#options.WebSocket) return this.#options.WebSocket;
-      const global = /** @type {{ WebSocket?: WebSocketConstructor }} */ (globalThis).WebSocket;
-      if (global) return global;
-      // Node 20 has no WebSocket of its own. A variable keeps bundlers (and
-      // browsers, which never get here) from resolving the name.
-      const name = "ws";
-      const module = await import(name);
-      const found = module.WebSocket ?? module.default;
-      if (typeof found !== "function") throw new Error("no WebSocket in ws");
-      return found;
-    })();
+    this.#socketClass ??= findWebSocket(this.#options.WebSocket);
     return this.#socketClass;
   }
 
@@ -881,6 +870,24 @@ export class RelayConnection {
 }
 
 /**
+ * The WebSocket class to use: the one given, the global one, else the `ws` package.
+ * @param {WebSocketConstructor | undefined} given
+ * @returns {Promise<WebSocketConstructor>}
+ */
+async function findWebSocket(given) {
+  if (given) return given;
+  const global = /** @type {{ WebSocket?: WebSocketConstructor }} */ (globalThis).WebSocket;
+  if (global) return global;
+  // Node 20 has no WebSocket of its own. A variable keeps bundlers (and
+  // browsers, which never get here) from resolving the name.
+  const name = "ws";
+  const module = await import(name);
+  const found = module.WebSocket ?? module.default;
+  if (typeof found !== "function") throw new Error("no WebSocket in ws");
+  return found;
+}
+
+/**
  * @param {string} name
  * @param {unknown} value
  * @param {number} fallback
@@ -937,4 +944,1045 @@ function copyBytes(data) {
   const copy = new Uint8Array(source.byteLength);
   copy.set(source);
   return /** @type {ArrayBuffer} */ (copy.buffer);
+}
+
+// ─── Rooms ──────────────────────────────────────────────────────────────────
+//
+// joinRoom(): one room of an app (chat, presence, live updates) across
+// connections, per CONTRACT.md "Rooms" and "Room history, recovery and live
+// updates over SSE". The same rules as connect() (a fresh token per
+// connection, closeDecision, backoffDelay, close notices, states in words),
+// plus what a room needs: rejoining with `?since=` the last offset it saw,
+// resending unacknowledged broadcasts with the same id, delivering in offset
+// order without duplicates, and keeping the presence list.
+
+/** Room names: 1-100 of `[A-Za-z0-9_.:-]`. */
+export const ROOM_NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,100}$/;
+
+/** Event names and message ids: 1-64 of `[A-Za-z0-9_.:-]`. */
+export const MESSAGE_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** How long a broadcast waits for a missing earlier offset before it is delivered anyway. */
+export const DEFAULT_GAP_MS = 2000;
+
+/** How many (user, id) pairs of offset-less broadcasts are remembered to drop repeats. */
+export const DEFAULT_DEDUPE_WINDOW = 2048;
+
+/**
+ * A broadcast as a member receives it.
+ * @typedef {object} RoomBroadcast
+ * @property {"broadcast"} type
+ * @property {string} event
+ * @property {unknown} payload
+ * @property {{ user: string | null, id: string | null, offset: number | null, at: string }} meta
+ */
+
+/**
+ * One user present in the room (several tabs of a user are one entry).
+ * @typedef {{ user: string, state: Record<string, unknown> | null }} PresenceEntry
+ */
+
+/**
+ * What came with a room's state change. `why` for `open`: `"joined"` (the first
+ * join), `"rejoined"` (after a reconnect; nothing was missed, or the relay keeps
+ * no history), `"history_lost"` (the relay said `recovered: false`: broadcasts
+ * since the last offset seen are gone, or the room's history was reset; the app
+ * should reload what it shows). For `reconnecting` and `closed` as
+ * {@linkcode StateInfo}: the close reason in a word, `"connection_lost"`,
+ * `"refused"`, `"connect_timeout"`, `"token_unavailable"`, `"gave_up"`,
+ * `"client"`, `"no_websocket"`.
+ * @typedef {object} RoomStateInfo
+ * @property {string} room
+ * @property {string} why
+ * @property {number} attempt Reconnect attempts in a row so far (0 once joined).
+ * @property {number} [code] The close code the decision was made on.
+ * @property {string} [reason] The close reason the decision was made on.
+ * @property {number} [delayMs] `reconnecting`: how long until the next attempt.
+ * @property {boolean | null} [recovered] `open`: `room.joined`'s `recovered` (null without `?since=` or without history).
+ * @property {number | null} [offset] `open`: the room's latest offset as `room.joined` said (null without history).
+ * @property {number | null} [since] `open`: the `?since=` this join asked for, if any.
+ * @property {number} [unsent] `closed`: broadcasts never acknowledged (held or in flight).
+ * @property {string} [cause] `closed` with why `"gave_up"`: what the last attempt ended with.
+ */
+
+/**
+ * Options of {@linkcode joinRoom}.
+ * @typedef {object} RoomOptions
+ * @property {string | URL} url The relay's URL, e.g. `wss://<project>.supabase.co/functions/v1/relay`;
+ *   the room's path (`/rooms/<room>`) is added to it.
+ * @property {string} room The room's name: 1-100 of `[A-Za-z0-9_.:-]`.
+ * @property {() => string | Promise<string>} getToken Called before every connection.
+ * @property {boolean} [self] Hear this client's own broadcasts too (`?self=true`). (default false)
+ * @property {number} [since] The first join asks for every kept broadcast after this offset
+ *   (an offset the app stored from `room.offset`). Later joins use the last offset seen.
+ * @property {number} [last] The first join asks for the newest `last` kept broadcasts (a backlog).
+ * @property {(message: RoomBroadcast) => void} [onMessage] Each broadcast, once, in offset order
+ *   where offsets exist (offset-less ones as they come).
+ * @property {(list: PresenceEntry[], change: RelayEvent) => void} [onPresence] The presence
+ *   list after each change; `change` is the `presence.*` event, or `room.joined` when the list
+ *   was replaced on a (re)join.
+ * @property {(state: RelayState, info: RoomStateInfo) => void} [onState] Each state change, with why.
+ * @property {(data: ArrayBuffer) => void} [onBinary] Binary frames from other members.
+ * @property {(event: RelayEvent) => void} [onEvent] Every text event as it arrives, before
+ *   ordering: `room.joined`, broadcasts, acks, presence, refusals, close notices.
+ * @property {"protocol" | "query" | "header"} [tokenIn] As {@linkcode ConnectOptions.tokenIn}.
+ * @property {number} [maxHeldBytes] Bound on broadcasts not yet acknowledged (held while
+ *   reconnecting, or in flight), in UTF-8 bytes; `send()` over it throws. (default 1048576)
+ * @property {number} [maxAttempts] As {@linkcode ConnectOptions.maxAttempts}. (default 10)
+ * @property {Partial<BackoffOptions>} [backoff] Delays between reconnect attempts (and between
+ *   resends of broadcasts the relay could not keep).
+ * @property {number} [connectTimeoutMs] Longest wait from asking for a token to `room.joined`. (default 15000)
+ * @property {number} [gapMs] How long a broadcast waits for a missing earlier offset. (default 2000)
+ * @property {number} [dedupeWindow] (user, id) pairs of offset-less broadcasts remembered. (default 2048)
+ * @property {WebSocketConstructor} [WebSocket] (default globalThis.WebSocket, else the `ws` package)
+ * @property {() => number} [random] Source of the backoff's jitter, in [0, 1). (default Math.random)
+ * @property {() => number} [now] Milliseconds, for the gap wait. (default Date.now)
+ */
+
+/**
+ * A new random message id: 12 random bytes as base64url (16 characters of
+ * `[A-Za-z0-9_-]`, which the relay accepts as an id).
+ * @param {(length: number) => Uint8Array} [randomBytes] (default crypto.getRandomValues)
+ * @returns {string}
+ */
+export function newMessageId(randomBytes = (n) => crypto.getRandomValues(new Uint8Array(n))) {
+  return newSessionId((n) => randomBytes(n)).slice(0, 16);
+}
+
+/**
+ * Whether a room closed should be followed by another join: the rules of
+ * {@linkcode closeDecision}, and `1011 history_unavailable` too (the relay could
+ * not read the room's history after letting the member in: come back).
+ * @param {Parameters<typeof closeDecision>[0]} close
+ * @returns {{ reconnect: boolean, why: string, code: number, reason: string }}
+ */
+export function roomCloseDecision(close) {
+  const decision = closeDecision(close);
+  if (!decision.reconnect && decision.code === 1011 && decision.reason === "history_unavailable") {
+    return { ...decision, reconnect: true };
+  }
+  return decision;
+}
+
+/**
+ * The URL, subprotocols and headers of one join: `<url>/rooms/<room>`, with
+ * `?since=` (or `?last=`) and `?self=true` when asked, and the token as in
+ * {@linkcode connectionTarget}.
+ * @param {object} target
+ * @param {string | URL} target.url
+ * @param {string} target.room
+ * @param {string} target.token
+ * @param {"protocol" | "query" | "header"} [target.tokenIn] (default "protocol")
+ * @param {number | null} [target.since]
+ * @param {number | null} [target.last]
+ * @param {boolean} [target.self]
+ * @returns {{ url: string, protocols: string[], headers?: Record<string, string> }}
+ */
+export function roomTarget({ url, room, token, tokenIn = "protocol", since, last, self }) {
+  const address = new URL(url);
+  address.pathname = `${address.pathname.replace(/\/+$/, "")}/rooms/${room}`;
+  if (typeof since === "number") address.searchParams.set("since", String(since));
+  else if (typeof last === "number") address.searchParams.set("last", String(last));
+  if (self) address.searchParams.set("self", "true");
+  if (tokenIn === "query") {
+    address.searchParams.set("jwt", token);
+    return { url: address.href, protocols: [] };
+  }
+  if (tokenIn === "header") {
+    return { url: address.href, protocols: [], headers: { authorization: `Bearer ${token}` } };
+  }
+  return { url: address.href, protocols: ["realtime", `jwt-${token}`] };
+}
+
+/** Skipped offsets remembered (to deliver late arrivals and to ask for them again). */
+const MAX_SKIPPED = 1024;
+
+/**
+ * The order of a room's broadcasts as one client delivers them, across
+ * joins: by offset where offsets exist (the room's order, which members of
+ * different instances may receive out of), each once. A broadcast whose
+ * earlier offsets have not arrived waits, up to `gapMs`, then goes with the
+ * gap skipped (a skipped one that arrives later is still delivered, late, and
+ * the next join asks for it again). Offset-less broadcasts (ephemeral ones,
+ * or all of them without history) go at once, each (user, id) once within
+ * the last `dedupeWindow`. Pure: time is passed in.
+ */
+export class RoomOrder {
+  /** Every offset up to this one was delivered or skipped; `null`: take the first that comes. @type {number | null} */
+  #base = null;
+  /** Broadcasts past a gap, by offset (`null`: an offset of this client's own, known from its ack). @type {Map<number, { message: RoomBroadcast | null, at: number }>} */
+  #pending = new Map();
+  /** Offsets given up on. @type {Set<number>} */
+  #skipped = new Set();
+  /** After a join that lost history: the next offset starts the order, whatever it is. */
+  #adopt = false;
+  /** (user, id) of offset-less broadcasts delivered, oldest first. @type {Set<string>} */
+  #recent = new Set();
+  #gapMs;
+  #window;
+
+  /** @param {{ gapMs?: number, dedupeWindow?: number }} [options] */
+  constructor({ gapMs = DEFAULT_GAP_MS, dedupeWindow = DEFAULT_DEDUPE_WINDOW } = {}) {
+    this.#gapMs = gapMs;
+    this.#window = dedupeWindow;
+  }
+
+  /** The last offset delivered in order (null before one is known). */
+  get offset() {
+    return this.#base;
+  }
+
+  /**
+   * The `?since=` of the next join: the last offset delivered in order, or just
+   * before the first one skipped (what is asked again and already had is
+   * dropped); `null` before the first join. A relay without history ignores it.
+   * @returns {number | null}
+   */
+  get since() {
+    if (this.#base === null) return null;
+    let since = this.#base;
+    for (const skipped of this.#skipped) since = Math.min(since, skipped - 1);
+    return since;
+  }
+
+  /** Broadcasts waiting for an earlier offset. */
+  get waiting() {
+    let count = 0;
+    for (const { message } of this.#pending.values()) if (message) count++;
+    return count;
+  }
+
+  /** When {@linkcode RoomOrder.due} next has something to release, or null. */
+  get deadline() {
+    let oldest = Infinity;
+    for (const { at } of this.#pending.values()) oldest = Math.min(oldest, at);
+    return oldest === Infinity ? null : oldest + this.#gapMs;
+  }
+
+  /**
+   * A `room.joined` arrived.
+   * @param {{ offset: number | null, recovered: boolean | null, since: number | null, last?: boolean }} joined
+   *   `offset`, `recovered` as the relay said; `since` the `?since=` this join asked
+   *   for; `last` whether it asked for a backlog with `?last=`.
+   */
+  joined({ offset, recovered, since, last = false }) {
+    if (since !== null && recovered === true) {
+      this.#base ??= since; // the replay continues from `since`
+      return;
+    }
+    if (since !== null && recovered === false) {
+      if (offset === null || offset < since) {
+        // The room's history was reset: offsets start again below what was seen.
+        this.#pending.clear();
+        this.#skipped.clear();
+        this.#base = offset ?? 0;
+        return;
+      }
+      // The oldest ones are gone: the replay starts past a gap that will never fill.
+      this.#skipped.clear();
+      this.#base ??= since;
+      this.#adopt = true;
+      return;
+    }
+    if (since !== null && this.#base !== null) return; // no history: nothing to continue
+    if (last && typeof offset === "number") {
+      this.#base = null; // the backlog's first offset starts the order
+      return;
+    }
+    this.#base ??= offset ?? 0;
+  }
+
+  /**
+   * A broadcast arrived: what to deliver now, in order.
+   * @param {RoomBroadcast} message
+   * @param {number} now
+   * @returns {RoomBroadcast[]}
+   */
+  receive(message, now) {
+    const offset = message?.meta?.offset;
+    if (typeof offset !== "number") {
+      const { user = null, id = null } = message?.meta ?? {};
+      if (typeof id !== "string") return [message];
+      const key = `${user}\n${id}`;
+      if (this.#recent.has(key)) return [];
+      this.#recent.add(key);
+      if (this.#recent.size > this.#window) {
+        this.#recent.delete(/** @type {string} */ (this.#recent.values().next().value));
+      }
+      return [message];
+    }
+    return this.#place(offset, message, now);
+  }
+
+  /**
+   * An offset this client sent itself and will not receive (its `broadcast.ack`
+   * without `self`): it fills its place in the order.
+   * @param {number} offset
+   * @param {number} now
+   * @returns {RoomBroadcast[]} what that released
+   */
+  fill(offset, now) {
+    return this.#place(offset, null, now);
+  }
+
+  /**
+   * Broadcasts that waited `gapMs` for an earlier offset, with the gaps before them skipped.
+   * @param {number} now
+   * @returns {RoomBroadcast[]}
+   */
+  due(now) {
+    /** @type {RoomBroadcast[]} */
+    const out = [];
+    for (;;) {
+      const deadline = this.deadline;
+      if (deadline === null || deadline > now || this.#base === null) return out;
+      const first = Math.min(...this.#pending.keys());
+      if (first - this.#base - 1 <= MAX_SKIPPED) {
+        for (let o = this.#base + 1; o < first; o++) this.#skip(o);
+      }
+      this.#base = first - 1;
+      out.push(...this.#release());
+    }
+  }
+
+  /**
+   * @param {number} offset
+   * @param {RoomBroadcast | null} message
+   * @param {number} now
+   * @returns {RoomBroadcast[]}
+   */
+  #place(offset, message, now) {
+    if (this.#base === null) this.#base = offset - 1;
+    else if (this.#adopt && message !== null && offset > this.#base + 1) this.#base = offset - 1;
+    if (message !== null) this.#adopt = false;
+    if (offset <= this.#base) {
+      // Delivered already, unless it was given up on: then late beats never.
+      if (!this.#skipped.delete(offset) || message === null) return [];
+      return [message];
+    }
+    if (this.#pending.has(offset)) return [];
+    this.#pending.set(offset, { message, at: now });
+    return this.#release();
+  }
+
+  /** @returns {RoomBroadcast[]} the pending run that now follows the base */
+  #release() {
+    /** @type {RoomBroadcast[]} */
+    const out = [];
+    for (;;) {
+      const next = /** @type {number} */ (this.#base) + 1;
+      const entry = this.#pending.get(next);
+      if (!entry) return out;
+      this.#pending.delete(next);
+      this.#base = next;
+      if (entry.message) out.push(entry.message);
+    }
+  }
+
+  /** @param {number} offset */
+  #skip(offset) {
+    this.#skipped.add(offset);
+    if (this.#skipped.size > MAX_SKIPPED) {
+      this.#skipped.delete(/** @type {number} */ (this.#skipped.values().next().value));
+    }
+  }
+}
+
+/**
+ * Joins a room and returns its handle at once; the first connection starts
+ * in a microtask, so `onState` may use the returned value.
+ *
+ * @example In an app
+ * ```js
+ * import { joinRoom } from "./client/relay_client.js";
+ * const room = joinRoom({
+ *   url: "wss://<project>.supabase.co/functions/v1/relay",
+ *   room: "public:lobby",
+ *   getToken: async () => (await supabase.auth.getSession()).data.session.access_token,
+ *   last: 50, // the first join gets the newest 50 kept broadcasts (with RELAY_ROOM_HISTORY)
+ *   onMessage: (m) => show(m.meta.user, m.event, m.payload),
+ *   onPresence: (list) => showWhoIsHere(list),
+ *   onState: (state, info) => { if (info.why === "history_lost") reloadMessages(); },
+ * });
+ * room.setPresence({ name: "Ada" });
+ * const id = room.send("chat", { text: "hello" }); // held while reconnecting; resent until acknowledged
+ * ```
+ *
+ * Every broadcast sent carries an `id` (a random one unless given); one the
+ * relay has not acknowledged (`broadcast.ack`) is sent again, with the same
+ * id, after each rejoin, and when the relay refused it with
+ * `history_unavailable` (after a backoff): with history the relay keeps it
+ * once and acknowledges a repeat with the first offset; without history the
+ * receiving clients drop the repeat by (user, id). Ephemeral broadcasts are
+ * sent once (held while reconnecting). Each rejoin asks for `?since=` the last
+ * offset delivered in order, so nothing said meanwhile is lost while the room
+ * keeps it; received broadcasts are delivered in offset order, each once (see
+ * {@linkcode RoomOrder}); without `self`, this client's own broadcasts that a
+ * replay brings back are not delivered. Reconnects follow
+ * {@linkcode roomCloseDecision}.
+ * @param {RoomOptions} options
+ * @returns {RelayRoom}
+ * @throws {TypeError | RangeError} for a bad option, naming it
+ */
+export function joinRoom(options) {
+  return new RelayRoom(options);
+}
+
+/** Own message ids remembered to recognise this client's broadcasts in a replay. */
+const MAX_OWN_IDS = 4096;
+
+/**
+ * One join attempt.
+ * @typedef {object} RoomAttempt
+ * @property {WebSocketLike | null} socket
+ * @property {boolean} opened
+ * @property {boolean} joined `room.joined` came: held broadcasts went out.
+ * @property {boolean} closing A close notice came, or this side is closing it.
+ * @property {{ code: string, closeCode: number, message: string } | null} notice
+ * @property {number | null} since The `?since=` it asked for.
+ * @property {boolean} last It asked for `?last=`.
+ * @property {ReturnType<typeof setTimeout> | undefined} timer
+ */
+
+/**
+ * A broadcast this client sent that the relay has not acknowledged.
+ * @typedef {object} Outgoing
+ * @property {string} id
+ * @property {string} text The JSON sent.
+ * @property {number} size
+ * @property {boolean} ephemeral
+ * @property {boolean} sent Sent on the current connection (and not refused since).
+ */
+
+/** A room of an app across connections. Made by {@linkcode joinRoom}. */
+export class RelayRoom {
+  /** @type {Required<Pick<RoomOptions, "getToken" | "maxHeldBytes" | "maxAttempts" | "connectTimeoutMs" | "random" | "now">> & RoomOptions} */
+  #options;
+  /** @type {string} */
+  #url;
+  /** @type {string} */
+  #room;
+  /** @type {BackoffOptions} */
+  #backoff;
+  /** @type {RelayState} */
+  #state = "connecting";
+  #attempts = 0;
+  #established = false;
+  /** @type {RoomAttempt | null} */
+  #current = null;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #retryTimer;
+  /** @type {[number, string] | null} */
+  #stopping = null;
+  /** @type {Promise<RoomStateInfo>} */
+  #closed;
+  /** @type {(info: RoomStateInfo) => void} */
+  #resolveClosed = () => {};
+  /** @type {Promise<WebSocketConstructor> | null} */
+  #socketClass = null;
+  /** @type {RoomOrder} */
+  #order;
+  /** Broadcasts not acknowledged yet, in the order sent. @type {Map<string, Outgoing>} */
+  #outbox = new Map();
+  #outboxBytes = 0;
+  /** Ids this client gave its broadcasts, oldest first. @type {Set<string>} */
+  #mine = new Set();
+  /** @type {Map<string, Record<string, unknown> | null>} */
+  #presence = new Map();
+  /** @type {Record<string, unknown> | null} */
+  #presenceState = null;
+  /** @type {string | null} */
+  #user = null;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #gapTimer;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #resendTimer;
+  /** `history_unavailable` refusals since the last acknowledgement. */
+  #refusals = 0;
+
+  /**
+   * Use {@linkcode joinRoom}.
+   * @param {RoomOptions} options
+   */
+  constructor(options) {
+    if (!isRecord(options)) throw new TypeError("joinRoom() needs an options object");
+    if (typeof options.getToken !== "function") {
+      throw new TypeError("getToken must be a function returning the user's access token");
+    }
+    let url;
+    try {
+      url = new URL(options.url);
+    } catch {
+      throw new TypeError("url must be the relay's ws:// or wss:// URL");
+    }
+    if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+      throw new TypeError(`url must be a ws:// or wss:// URL, got ${url.protocol}//`);
+    }
+    if (typeof options.room !== "string" || !ROOM_NAME_PATTERN.test(options.room)) {
+      throw new TypeError("room must be 1-100 characters of A-Z, a-z, 0-9, _ . : -");
+    }
+    const tokenIn = options.tokenIn;
+    if (
+      tokenIn !== undefined && tokenIn !== "protocol" && tokenIn !== "query" && tokenIn !== "header"
+    ) {
+      throw new TypeError('tokenIn must be "protocol", "query" or "header"');
+    }
+    if (options.since !== undefined) count("since", options.since, 0);
+    if (options.last !== undefined) count("last", options.last, 0);
+    this.#options = {
+      ...options,
+      maxHeldBytes: count("maxHeldBytes", options.maxHeldBytes, DEFAULT_MAX_HELD_BYTES),
+      maxAttempts: count("maxAttempts", options.maxAttempts, DEFAULT_MAX_ATTEMPTS),
+      connectTimeoutMs: count("connectTimeoutMs", options.connectTimeoutMs, 15_000),
+      random: options.random ?? Math.random,
+      now: options.now ?? Date.now,
+    };
+    this.#order = new RoomOrder({
+      gapMs: count("gapMs", options.gapMs, DEFAULT_GAP_MS),
+      dedupeWindow: count("dedupeWindow", options.dedupeWindow, DEFAULT_DEDUPE_WINDOW),
+    });
+    this.#backoff = backoffOptions(options.backoff);
+    this.#url = url.href;
+    this.#room = options.room;
+    this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    queueMicrotask(() => {
+      if (this.#stopping) return;
+      this.#setState("connecting", { why: "start" });
+      this.#open();
+    });
+  }
+
+  /** The room's name. */
+  get room() {
+    return this.#room;
+  }
+
+  /** The current state. */
+  get state() {
+    return this.#state;
+  }
+
+  /** This client's user id, as the relay said in `room.joined` (null before). */
+  get user() {
+    return this.#user;
+  }
+
+  /** The last offset delivered in order: store it to pass as `since` later (null without one). */
+  get offset() {
+    return this.#order.offset;
+  }
+
+  /** Who is present, as the relay last said (this user included once joined). @returns {PresenceEntry[]} */
+  get presence() {
+    return [...this.#presence].map(([user, state]) => ({ user, state }));
+  }
+
+  /** Broadcasts not acknowledged yet (held, or sent and waiting), and their bytes. */
+  get pending() {
+    return { messages: this.#outbox.size, bytes: this.#outboxBytes };
+  }
+
+  /** Settles once the room is left for good, with the `closed` state's info. */
+  get closed() {
+    return this.#closed;
+  }
+
+  /**
+   * Broadcasts `payload` as `event` to the room. While (re)connecting it is
+   * held, in order; until the relay acknowledges it, it is sent again after
+   * each rejoin with the same id.
+   * @param {string} event 1-64 of `[A-Za-z0-9_.:-]`.
+   * @param {unknown} payload Any JSON value.
+   * @param {{ ephemeral?: boolean, id?: string }} [options] `ephemeral`: never stored (typing,
+   *   cursors), sent once; `id`: the message's id (default a new random one).
+   * @returns {string} The message's id (`meta.id` for the receivers, `broadcast.ack`'s `id`).
+   * @throws {RelayClientError} `"closed"` after `close()` or the end; `"hold_full"` over `maxHeldBytes`
+   * @throws {TypeError} for a bad event name or id, an id still pending, or a payload JSON cannot represent
+   */
+  send(event, payload, options = {}) {
+    if (this.#state === "closed" || this.#stopping) {
+      throw new RelayClientError("closed", "the room is closed");
+    }
+    if (typeof event !== "string" || !MESSAGE_ID_PATTERN.test(event)) {
+      throw new TypeError("event must be 1-64 characters of A-Z, a-z, 0-9, _ . : -");
+    }
+    const id = options.id ?? newMessageId();
+    if (typeof id !== "string" || !MESSAGE_ID_PATTERN.test(id)) {
+      throw new TypeError("id must be 1-64 characters of A-Z, a-z, 0-9, _ . : -");
+    }
+    if (this.#outbox.has(id)) throw new TypeError(`a broadcast with id ${id} is still pending`);
+    if (payload === undefined) throw new TypeError("payload must be a JSON value");
+    const ephemeral = options.ephemeral === true;
+    const text = JSON.stringify({
+      type: "broadcast",
+      event,
+      payload,
+      id,
+      ...(ephemeral ? { ephemeral: true } : {}),
+    });
+    const size = messageBytes(text);
+    if (!fitsHold(this.#outboxBytes, size, this.#options.maxHeldBytes)) {
+      throw new RelayClientError(
+        "hold_full",
+        `${size} more bytes not yet acknowledged would pass maxHeldBytes ` +
+          `(${this.#outboxBytes} of ${this.#options.maxHeldBytes} waiting)`,
+      );
+    }
+    this.#remember(id);
+    /** @type {Outgoing} */
+    const outgoing = { id, text, size, ephemeral, sent: false };
+    const socket = this.#liveSocket();
+    if (socket && !this.#hasUnsent()) {
+      outgoing.sent = this.#transmit(socket, text);
+      if (outgoing.sent && ephemeral) return id;
+    }
+    this.#outbox.set(id, outgoing);
+    this.#outboxBytes += size;
+    return id;
+  }
+
+  /**
+   * Sets this user's presence state in the room (last write wins); it is set
+   * again after each rejoin.
+   * @param {Record<string, unknown>} state A JSON object of at most 1024 bytes.
+   * @returns {void}
+   * @throws {RelayClientError} `"closed"` after `close()` or the end
+   * @throws {TypeError} for something that is not a plain object
+   */
+  setPresence(state) {
+    if (this.#state === "closed" || this.#stopping) {
+      throw new RelayClientError("closed", "the room is closed");
+    }
+    if (!isRecord(state)) throw new TypeError("presence state must be a JSON object");
+    const text = JSON.stringify({ type: "presence", state });
+    this.#presenceState = JSON.parse(JSON.stringify(state));
+    const socket = this.#liveSocket();
+    if (socket) this.#transmit(socket, text);
+  }
+
+  /**
+   * Leaves the room: no more reconnects; what was not acknowledged is dropped
+   * (counted in `unsent`). Settles with the `closed` info once the socket closed.
+   * @param {number} [code] 1000 or 3000-4999. (default 1000)
+   * @param {string} [reason] (default "client closed")
+   * @returns {Promise<RoomStateInfo>}
+   */
+  close(code = 1000, reason = "client closed") {
+    if (code !== 1000 && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
+      throw new RangeError(`a client may close with 1000 or 3000-4999, got ${code}`);
+    }
+    if (this.#state === "closed" || this.#stopping) return this.#closed;
+    this.#stopping = [code, reason];
+    clearTimeout(this.#retryTimer);
+    const attempt = this.#current;
+    const socket = attempt?.socket;
+    if (attempt && socket && socket.readyState <= CLOSING) {
+      clearTimeout(attempt.timer);
+      try {
+        socket.close(code, reason);
+      } catch { /* closing already */ }
+      attempt.timer = setTimeout(() => this.#closedAfter(attempt), CLOSE_GRACE_MS);
+    } else {
+      if (attempt) clearTimeout(attempt.timer);
+      this.#current = null;
+      this.#finish({ why: "client", code, reason });
+    }
+    return this.#closed;
+  }
+
+  /** The socket to send on now, if the room is joined and not closing. */
+  #liveSocket() {
+    const attempt = this.#current;
+    return attempt?.socket && attempt.joined && !attempt.closing &&
+        attempt.socket.readyState === OPEN
+      ? attempt.socket
+      : null;
+  }
+
+  #hasUnsent() {
+    for (const outgoing of this.#outbox.values()) if (!outgoing.sent) return true;
+    return false;
+  }
+
+  /**
+   * @param {WebSocketLike} socket
+   * @param {string} text
+   * @returns {boolean} whether it went out
+   */
+  #transmit(socket, text) {
+    try {
+      socket.send(text);
+      return true;
+    } catch {
+      return false; // the socket is going: the close event follows
+    }
+  }
+
+  /** @param {string} id */
+  #remember(id) {
+    this.#mine.add(id);
+    if (this.#mine.size > MAX_OWN_IDS) {
+      this.#mine.delete(/** @type {string} */ (this.#mine.values().next().value));
+    }
+  }
+
+  /** Sends, in order, every broadcast not sent on this connection yet. */
+  #flush() {
+    const socket = this.#liveSocket();
+    if (!socket) return;
+    for (const outgoing of [...this.#outbox.values()]) {
+      if (outgoing.sent) continue;
+      if (!this.#transmit(socket, outgoing.text)) return;
+      outgoing.sent = true;
+      if (outgoing.ephemeral) this.#drop(outgoing.id);
+    }
+  }
+
+  /** @param {string} id */
+  #drop(id) {
+    const outgoing = this.#outbox.get(id);
+    if (!outgoing) return;
+    this.#outbox.delete(id);
+    this.#outboxBytes -= outgoing.size;
+  }
+
+  async #open() {
+    /** @type {RoomAttempt} */
+    const attempt = {
+      socket: null,
+      opened: false,
+      joined: false,
+      closing: false,
+      notice: null,
+      since: null,
+      last: false,
+      timer: undefined,
+    };
+    this.#current = attempt;
+    attempt.timer = setTimeout(() => this.#abandon(attempt), this.#options.connectTimeoutMs);
+    /** @type {WebSocketConstructor} */
+    let Socket;
+    try {
+      Socket = await this.#webSocketClass();
+    } catch {
+      if (attempt !== this.#current) return;
+      clearTimeout(attempt.timer);
+      this.#current = null;
+      this.#finish({ why: "no_websocket" });
+      return;
+    }
+    /** @type {unknown} */
+    let token;
+    try {
+      token = await this.#options.getToken();
+    } catch {
+      token = null;
+    }
+    if (attempt !== this.#current) return;
+    if (typeof token !== "string" || token === "") {
+      this.#ended(attempt, { reconnect: this.#established, why: "token_unavailable" });
+      return;
+    }
+    // The first join asks what the app asked for; every later one continues from what was seen.
+    attempt.since = this.#established ? this.#order.since : this.#options.since ?? null;
+    attempt.last = !this.#established && attempt.since === null &&
+      this.#options.last !== undefined;
+    const target = roomTarget({
+      url: this.#url,
+      room: this.#room,
+      token,
+      tokenIn: this.#options.tokenIn ?? (isWsPackage(Socket) ? "header" : "protocol"),
+      since: attempt.since,
+      last: attempt.last ? this.#options.last ?? null : null,
+      self: this.#options.self === true,
+    });
+    let socket;
+    try {
+      socket = target.headers
+        ? new Socket(target.url, [], { headers: target.headers })
+        : target.protocols.length === 0
+        ? new Socket(target.url)
+        : new Socket(target.url, target.protocols);
+    } catch {
+      this.#ended(attempt, { reconnect: this.#established, why: "refused" });
+      return;
+    }
+    attempt.socket = socket;
+    socket.binaryType = "arraybuffer";
+    socket.addEventListener("open", () => {
+      if (attempt === this.#current) attempt.opened = true;
+    });
+    socket.addEventListener("message", (event) => this.#received(attempt, event.data));
+    socket.addEventListener("error", (event) => event?.preventDefault?.());
+    socket.addEventListener("close", (event) => {
+      this.#socketClosed(attempt, Number(event?.code ?? 1006), String(event?.reason ?? ""));
+    });
+  }
+
+  /** @returns {Promise<WebSocketConstructor>} */
+  #webSocketClass() {
+    this.#socketClass ??= findWebSocket(this.#options.WebSocket);
+    return this.#socketClass;
+  }
+
+  /**
+   * @param {RoomAttempt} attempt
+   * @param {unknown} data
+   */
+  #received(attempt, data) {
+    if (attempt !== this.#current) return;
+    /** @type {unknown} */
+    let event;
+    if (typeof data === "string") {
+      try {
+        event = JSON.parse(data);
+      } catch { /* not JSON */ }
+    } else {
+      const raw = data instanceof ArrayBuffer ? data : toArrayBuffer(data);
+      if (raw !== null) this.#call(this.#options.onBinary, raw);
+      return;
+    }
+    if (!isRecord(event) || typeof event.type !== "string") return;
+    const roomEvent = /** @type {RelayEvent} */ (event);
+    this.#call(this.#options.onEvent, roomEvent);
+    const notice = closeNoticeOf(roomEvent);
+    if (notice !== null) {
+      attempt.notice = notice;
+      attempt.closing = true;
+      return;
+    }
+    attempt.notice = null;
+    switch (roomEvent.type) {
+      case "room.joined":
+        return this.#joined(attempt, roomEvent);
+      case "broadcast":
+        return this.#deliver(this.#order.receive(/** @type {any} */ (roomEvent), this.#now()));
+      case "broadcast.ack":
+        return this.#acked(roomEvent);
+      case "presence.join":
+      case "presence.state":
+      case "presence.leave":
+        return this.#presenceChanged(roomEvent);
+      case "error":
+        return this.#refused(roomEvent);
+    }
+  }
+
+  /**
+   * @param {RoomAttempt} attempt
+   * @param {RelayEvent} joined
+   */
+  #joined(attempt, joined) {
+    if (attempt.joined) return;
+    clearTimeout(attempt.timer);
+    attempt.joined = true;
+    const rejoin = this.#established;
+    this.#established = true;
+    this.#attempts = 0;
+    if (typeof joined.user === "string") this.#user = joined.user;
+    const offset = typeof joined.offset === "number" ? joined.offset : null;
+    const recovered = typeof joined.recovered === "boolean" ? joined.recovered : null;
+    this.#order.joined({ offset, recovered, since: attempt.since, last: attempt.last });
+    this.#presence = new Map();
+    for (const entry of Array.isArray(joined.presence) ? joined.presence : []) {
+      if (isRecord(entry) && typeof entry.user === "string") {
+        this.#presence.set(entry.user, isRecord(entry.state) ? entry.state : null);
+      }
+    }
+    this.#call(this.#options.onPresence, this.presence, joined);
+    // Everything not acknowledged goes again, in the order first sent, after the presence.
+    const socket = this.#liveSocket();
+    if (socket && this.#presenceState !== null) {
+      this.#transmit(socket, JSON.stringify({ type: "presence", state: this.#presenceState }));
+    }
+    for (const outgoing of this.#outbox.values()) outgoing.sent = false;
+    this.#flush();
+    const why = recovered === false ? "history_lost" : rejoin ? "rejoined" : "joined";
+    this.#setState("open", { why, recovered, offset, since: attempt.since });
+  }
+
+  /** @param {RoomBroadcast[]} messages */
+  #deliver(messages) {
+    const self = this.#options.self === true;
+    for (const message of messages) {
+      // Without self, a replay may bring this client's own broadcasts back: not for the app.
+      const own = !self && message.meta?.user === this.#user &&
+        typeof message.meta?.id === "string" && this.#mine.has(message.meta.id);
+      if (!own) this.#call(this.#options.onMessage, message);
+    }
+    this.#armGapTimer();
+  }
+
+  #armGapTimer() {
+    clearTimeout(this.#gapTimer);
+    this.#gapTimer = undefined;
+    const deadline = this.#order.deadline;
+    if (deadline === null || this.#state === "closed") return;
+    this.#gapTimer = setTimeout(() => {
+      this.#gapTimer = undefined;
+      this.#deliver(this.#order.due(this.#now()));
+    }, Math.max(0, deadline - this.#now()));
+  }
+
+  #now() {
+    return this.#options.now();
+  }
+
+  /** @param {RelayEvent} ack */
+  #acked(ack) {
+    if (typeof ack.id !== "string") return;
+    this.#drop(ack.id);
+    this.#refusals = 0;
+    // Without self this client never receives its own broadcast: its offset fills the order.
+    if (this.#options.self !== true && typeof ack.offset === "number") {
+      this.#deliver(this.#order.fill(ack.offset, this.#now()));
+    }
+  }
+
+  /** @param {RelayEvent} change */
+  #presenceChanged(change) {
+    if (typeof change.user !== "string") return;
+    if (change.type === "presence.leave") this.#presence.delete(change.user);
+    else this.#presence.set(change.user, isRecord(change.state) ? change.state : null);
+    this.#call(this.#options.onPresence, this.presence, change);
+  }
+
+  /**
+   * An in-band refusal of a broadcast: `history_unavailable` is sent again
+   * after a backoff; any other refusal of one of ours will never pass, so it
+   * is dropped (the app saw the error in `onEvent`).
+   * @param {RelayEvent} refusal
+   */
+  #refused(refusal) {
+    const error = isRecord(refusal.error) ? refusal.error : null;
+    const id = typeof error?.event_id === "string" ? error.event_id : null;
+    if (id === null || !this.#outbox.has(id)) return;
+    if (error?.code !== "history_unavailable") {
+      this.#drop(id);
+      return;
+    }
+    /** @type {Outgoing} */ (this.#outbox.get(id)).sent = false;
+    if (this.#resendTimer !== undefined) return;
+    const delayMs = backoffDelay(this.#refusals, this.#backoff, this.#options.random);
+    this.#refusals += 1;
+    this.#resendTimer = setTimeout(() => {
+      this.#resendTimer = undefined;
+      this.#flush();
+    }, delayMs);
+  }
+
+  /** @param {RoomAttempt} attempt */
+  #abandon(attempt) {
+    if (attempt !== this.#current) return;
+    try {
+      attempt.socket?.close(1000, "connect_timeout");
+    } catch { /* not open */ }
+    this.#ended(attempt, { reconnect: this.#established, why: "connect_timeout" });
+  }
+
+  /**
+   * @param {RoomAttempt} attempt
+   * @param {number} code
+   * @param {string} reason
+   */
+  #socketClosed(attempt, code, reason) {
+    if (attempt !== this.#current) return;
+    if (this.#stopping) {
+      this.#closedAfter(attempt);
+      return;
+    }
+    this.#ended(
+      attempt,
+      roomCloseDecision({
+        opened: attempt.opened,
+        code,
+        reason,
+        notice: attempt.notice,
+        reconnecting: this.#established,
+      }),
+    );
+  }
+
+  /** @param {RoomAttempt} attempt */
+  #closedAfter(attempt) {
+    if (attempt !== this.#current || !this.#stopping) return;
+    clearTimeout(attempt.timer);
+    this.#current = null;
+    const [code, reason] = this.#stopping;
+    this.#finish({ why: "client", code, reason });
+  }
+
+  /**
+   * @param {RoomAttempt} attempt
+   * @param {{ reconnect: boolean, why: string, code?: number, reason?: string }} decision
+   */
+  #ended(attempt, decision) {
+    clearTimeout(attempt.timer);
+    clearTimeout(this.#resendTimer);
+    this.#resendTimer = undefined;
+    this.#current = null;
+    /** @type {{ code?: number, reason?: string }} */
+    const close = {};
+    if (decision.code !== undefined) close.code = decision.code;
+    if (decision.reason !== undefined) close.reason = decision.reason;
+    if (!decision.reconnect) {
+      this.#finish({ why: decision.why, ...close });
+      return;
+    }
+    if (this.#attempts >= this.#options.maxAttempts) {
+      this.#finish({ why: "gave_up", cause: decision.why, ...close });
+      return;
+    }
+    const delayMs = backoffDelay(this.#attempts, this.#backoff, this.#options.random);
+    this.#attempts += 1;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (!this.#stopping) this.#open();
+    }, delayMs);
+    this.#setState("reconnecting", { why: decision.why, ...close, delayMs });
+  }
+
+  /** @param {Omit<RoomStateInfo, "room" | "attempt">} info */
+  #finish(info) {
+    if (this.#state === "closed") return;
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#resendTimer);
+    clearTimeout(this.#gapTimer);
+    const unsent = this.#outbox.size;
+    this.#outbox.clear();
+    this.#outboxBytes = 0;
+    const final = { room: this.#room, attempt: this.#attempts, ...info, unsent };
+    this.#state = "closed";
+    this.#resolveClosed(final);
+    this.#call(this.#options.onState, "closed", final);
+  }
+
+  /**
+   * @param {RelayState} state
+   * @param {Omit<RoomStateInfo, "room" | "attempt">} info
+   */
+  #setState(state, info) {
+    this.#state = state;
+    this.#call(this.#options.onState, state, {
+      room: this.#room,
+      attempt: this.#attempts,
+      ...info,
+    });
+  }
+
+  /**
+   * @template {unknown[]} A
+   * @param {((...args: A) => void) | undefined} callback
+   * @param {A} args
+   */
+  #call(callback, ...args) {
+    if (!callback) return;
+    try {
+      callback(...args);
+    } catch (error) {
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
 }
