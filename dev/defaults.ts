@@ -31,6 +31,8 @@ export const DEV_DEFAULTS: Readonly<Record<string, string>> = {
   RELAY_RESUME: "on",
   // Rooms with access decided in SQL (relay.room_access), as a project would run them.
   RELAY_ROOMS: "database",
+  // Each room keeps its newest 100 broadcasts: a member who reconnects gets what it missed.
+  RELAY_ROOM_HISTORY: "100",
 };
 
 /** Whether a toggle variable reads as on, as the settings parser reads it (`on`, `true`). */
@@ -52,6 +54,11 @@ export function withDevDefaults(
   for (const [name, value] of Object.entries(DEV_DEFAULTS)) {
     if (isSet(env, name)) continue;
     if (name === "RELAY_BUDGET_USD" && !isOn(result.RELAY_METERING)) continue;
+    if (
+      name === "RELAY_ROOM_HISTORY" && (result.RELAY_ROOMS ?? "off").trim().toLowerCase() === "off"
+    ) {
+      continue;
+    }
     result[name] = value;
     applied.push(name);
   }
@@ -71,7 +78,8 @@ export type DevDatabasePlan =
 export function devDatabasePlan(
   env: Readonly<Record<string, string | undefined>>,
 ): DevDatabasePlan {
-  const roomsInDatabase = env.RELAY_ROOMS?.trim().toLowerCase() === "database";
+  const roomsInDatabase = env.RELAY_ROOMS?.trim().toLowerCase() === "database" ||
+    Number(env.RELAY_ROOM_HISTORY?.trim() || "0") > 0;
   if (!isOn(env.RELAY_METERING) && !isOn(env.RELAY_RESUME) && !roomsInDatabase) return "none";
   return isSet(env, "RELAY_DATABASE_URL") || isSet(env, "SUPABASE_DB_URL")
     ? "external"

@@ -32,6 +32,7 @@ Deno.test("withDevDefaults fills only what the environment leaves unset", () => 
         RELAY_BUDGET_USD: "0.05",
         RELAY_RESUME: "on",
         RELAY_ROOMS: "database",
+        RELAY_ROOM_HISTORY: "100",
       },
     },
     {
@@ -43,8 +44,22 @@ Deno.test("withDevDefaults fills only what the environment leaves unset", () => 
     {
       name: "metering off: no budget (it would need metering)",
       env: { RELAY_METERING: "off" },
-      applied: ["RELAY_BUDGET_REFRESH_S", "RELAY_SESSION_POLICY", "RELAY_RESUME", "RELAY_ROOMS"],
+      applied: [
+        "RELAY_BUDGET_REFRESH_S",
+        "RELAY_SESSION_POLICY",
+        "RELAY_RESUME",
+        "RELAY_ROOMS",
+        "RELAY_ROOM_HISTORY",
+      ],
       expect: { RELAY_METERING: "off", RELAY_BUDGET_USD: undefined },
+    },
+    {
+      name: "rooms off: no history (it would need rooms)",
+      env: { RELAY_ROOMS: "off" },
+      applied: Object.keys(DEV_DEFAULTS).filter((name) =>
+        name !== "RELAY_ROOMS" && name !== "RELAY_ROOM_HISTORY"
+      ),
+      expect: { RELAY_ROOMS: "off", RELAY_ROOM_HISTORY: undefined },
     },
     {
       name: "blank counts as unset",
