@@ -8,13 +8,16 @@
  */
 import assert from "node:assert/strict";
 import { type RelayUnderTest, startRelay } from "../helpers/relay_harness.ts";
-import { until } from "../helpers/ws_client.ts";
+import { sleep, until } from "../helpers/ws_client.ts";
 import { itemTexts, startProxy, type TcpProxy } from "./support.ts";
+import { postgresUnavailable, startPostgres } from "../helpers/postgres.ts";
+import { roomEnv, withRoomStack } from "./room_support.ts";
 
 const SKIP = Deno.env.get("RELAY_CLIENT_NODE") === "skip";
 if (SKIP) console.log("client under Node: skipped because RELAY_CLIENT_NODE=skip");
 
 const SCENARIO = new URL("./node_scenario.mjs", import.meta.url).pathname;
+const ROOM_SCENARIO = new URL("./node_room_scenario.mjs", import.meta.url).pathname;
 const CLIENT = new URL("../../client/relay_client.js", import.meta.url).pathname;
 const NODE_DEPS = new URL("./node/package.json", import.meta.url).pathname;
 const WS = new URL("./node/node_modules/ws", import.meta.url).pathname;
@@ -50,9 +53,9 @@ class NodeClient {
   readonly #stderr: Promise<string>;
   readonly #timer: ReturnType<typeof setTimeout>;
 
-  constructor(env: Record<string, string>) {
+  constructor(env: Record<string, string>, scenario = SCENARIO) {
     this.#child = new Deno.Command("node", {
-      args: [SCENARIO],
+      args: [scenario],
       env: { ...env, NO_COLOR: "1" },
       stdin: "piped",
       stdout: "piped",
@@ -279,5 +282,115 @@ Deno.test({
       const rejected = relay.events("websocket.connection.rejected");
       assert.deepEqual(rejected.map((e) => [e.status, e.error]), [[400, "bad_handshake"]]);
     });
+  },
+});
+
+const noPostgres = postgresUnavailable();
+if (noPostgres && !SKIP) console.log(`room client under Node: ignored, ${noPostgres}`);
+
+Deno.test({
+  name: "room client under Node with ws: a 200-message conversation with a Deno member through " +
+    "a relay restart and TCP cuts arrives complete, in offset order, once (history on PostgreSQL)",
+  ignore: SKIP || noPostgres !== null,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    prerequisites();
+    const pg = await startPostgres();
+    try {
+      await withRoomStack(roomEnv(pg), async ({ relay, user, join, proxy, restart }) => {
+        const room = "public:node";
+        const tokens = startTokenServer(relay);
+        const nodeProxy = proxy();
+        try {
+          const a = join(user(), { room, self: true });
+          await a.waitState("open");
+          const node = new NodeClient({
+            RELAY_URL: nodeProxy.url("/relay"),
+            TOKEN_URL: tokens.url,
+            CLIENT_MODULE: CLIENT,
+            WS_FROM: NODE_DEPS,
+            ROOM: room,
+          }, ROOM_SCENARIO);
+          await node.waitState("open");
+          const messages = () =>
+            node.lines.filter((l) => l.kind === "message") as unknown as {
+              payload: { from: string; seq: number };
+              meta: { offset: number };
+            }[];
+          const sent = { ada: 0, node: 0 };
+          for (let i = 0; i < 200; i++) {
+            if (i % 3 === 2) {
+              await node.command({ cmd: "send", payload: { from: "node", seq: sent.node++ } });
+            } else a.room.send("chat", { from: "ada", seq: sent.ada++ });
+            if (i === 60) await restart();
+            // Each cut lands on a joined connection (not on a rejoin still under way).
+            if (i === 120) await node.waitState("open", 2).then(() => nodeProxy.dropAll());
+            if (i === 160) await a.waitState("open", 2).then(() => a.proxy.dropAll());
+            if (i % 4 === 0) await sleep(3);
+          }
+          await a.waitFor(() => a.messages.length >= 200, "200 at Ada", 20_000);
+          await until(() => messages().length >= 134, 20_000, "Ada's lines under Node");
+          await until(
+            () => {
+              const last = node.lines.filter((l) => l.kind === "pending").at(-1);
+              return (last?.pending as { messages: number } | undefined)?.messages === 0;
+            },
+            10_000,
+            "Node's broadcasts acknowledged",
+          );
+          await sleep(300);
+          // Ada (self) has the room's every offset, one line each: nothing was kept twice.
+          assert.deepEqual(
+            a.messages.map((m) => m.meta.offset),
+            [...Array(200).keys()].map((i) => i + 1),
+          );
+          const nodeLines = a.messages.filter((m) =>
+            (m.payload as { from: string }).from === "node"
+          );
+          assert.deepEqual(nodeLines.map((m) => (m.payload as { seq: number }).seq), [
+            ...Array(66).keys(),
+          ]);
+          // Node got Ada's 134 lines, in offset order, once each, and none of its own.
+          const got = messages();
+          assert.equal(got.length, 134);
+          assert.ok(got.every((m) => m.payload.from === "ada"));
+          assert.deepEqual(got.map((m) => m.payload.seq), [...Array(134).keys()]);
+          for (let i = 1; i < got.length; i++) {
+            assert.ok(got[i]!.meta.offset > got[i - 1]!.meta.offset);
+          }
+          const opens = node.states("open");
+          assert.ok(opens.length >= 3, "joined, rejoined after the restart and after the cut");
+          assert.ok(
+            opens.slice(1).every((s) => s.info.why === "rejoined" && s.info.recovered === true),
+          );
+          assert.ok(node.states("reconnecting").some((s) => s.info.why === "server_restarting"));
+          assert.ok(node.states("reconnecting").some((s) => s.info.why === "connection_lost"));
+          await node.command({ cmd: "close" });
+          const { code, stderr } = await node.exited();
+          assert.equal(code, 0, stderr);
+          assert.equal(stderr, "", "nothing on stderr");
+          // With ws the token goes as a header; every rejoin asks ?since=.
+          nodeProxy.heads.forEach((head, i) => {
+            assert.ok(
+              head.includes(`\r\nauthorization: Bearer ${tokens.issued[i]}\r\n`),
+              `header ${i}`,
+            );
+            if (i > 0) {
+              assert.ok(/^GET \/relay\/rooms\/public:node\?since=\d+ /.test(head), `since ${i}`);
+            }
+          });
+          assert.equal(
+            new Set(tokens.issued).size,
+            tokens.issued.length,
+            "a fresh token each time",
+          );
+        } finally {
+          await tokens.close();
+        }
+      });
+    } finally {
+      await pg.remove();
+    }
   },
 });

@@ -67,8 +67,9 @@ Deno.test({
               const [sender, from] = i % 3 === 2 ? [b, "bob" as const] : [a, "ada" as const];
               sender.room.send("chat", { from, seq: sent[from]++ });
               if (i === 60) await restart();
-              if (i === 120) b.proxy.dropAll();
-              if (i === 160) a.proxy.dropAll();
+              // Each cut lands on a joined connection (not on a rejoin still under way).
+              if (i === 120) await b.waitState("open", 2).then(() => b.proxy.dropAll());
+              if (i === 160) await a.waitState("open", 2).then(() => a.proxy.dropAll());
               await sleep(i % 4 === 0 ? 3 : 0);
             }
             const counts = { ada: 134, bob: 66 };
@@ -90,6 +91,7 @@ Deno.test({
             assert.equal(b.room.offset, 200, "Bob's own offsets count as seen");
             for (const r of [a, b]) {
               assert.ok(r.count("reconnecting") >= 2, "restarted and cut");
+              assert.ok(r.count("open") >= 3, "joined, rejoined after the restart and the cut");
               const opens = r.states.filter((s) => s.state === "open").slice(1);
               assert.ok(opens.every((s) => s.info.why === "rejoined" && s.info.recovered === true));
               // Every rejoin asked for ?since= the last offset it had delivered in order.

@@ -52,6 +52,8 @@ export interface RoomStack {
   /** The relay new connections go to (after `restart()`, the new one). */
   readonly relay: RelayUnderTest;
   user(): RoomUser;
+  /** A proxy to the current relay that `restart()` moves too; closed by the stack. */
+  proxy(): TcpProxy;
   /** Joins through a proxy of its own (fast backoff unless given); closed by the stack. */
   join(user: RoomUser, options: Omit<RoomOptions, "url" | "getToken">): RecordedRoom;
   /**
@@ -100,9 +102,13 @@ export async function withRoomStack(
         },
       };
     },
-    join: (user, options) => {
+    proxy: () => {
       const proxy = startProxy(current.port);
       proxies.push(proxy);
+      return proxy;
+    },
+    join: (user, options) => {
+      const proxy = stack.proxy();
       const recorded = recordRoom(proxy, user, options);
       rooms.push(recorded);
       return recorded;
@@ -122,12 +128,18 @@ export async function withRoomStack(
   } catch (error) {
     failure = error;
   }
+  // Shut down before closing (as withStack does): a connection the proxy cut may not have
+  // ended yet on the relay's side (Deno 2.1.4), and shutdown lets go of the database pool.
+  const stop = (r: RelayUnderTest) => async () => {
+    await r.relay.shutdown();
+    await r.close();
+  };
   const steps = [
     () => Promise.all(rooms.map((r) => r.room.close())),
     ...proxies.map((p) => () => p.close()),
     // The first relay last: it owns the stand-ins the others share.
-    ...relays.slice(1).reverse().map((r) => () => r.close()),
-    () => first.close(),
+    ...relays.slice(1).reverse().map(stop),
+    stop(first),
   ];
   for (const step of steps) {
     try {
