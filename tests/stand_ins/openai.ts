@@ -22,16 +22,22 @@ import {
   type Answer,
   errorEvent,
   HANDSHAKE_ERRORS,
+  invalidIntentError,
   RealtimeConversation,
   type ResponseRun,
+  type SessionType,
 } from "./realtime_events.ts";
+
+export type { SessionType } from "./realtime_events.ts";
 
 /** What the stand-in does with each new connection. */
 export type Behaviour =
   /** Every message comes back byte-identical with the same frame type (default). */
   | { kind: "echo" }
   /**
-   * Speaks the GA Realtime events (see realtime_events.ts). `pace` and `vad`
+   * Speaks the GA Realtime events (see realtime_events.ts): a conversation
+   * for `?model=`, a transcription session for `?intent=transcription`
+   * without a model. `pace` and `vad`
    * override the stand-in's {@linkcode OpenAIStandIn.pace} and
    * {@linkcode OpenAIStandIn.vad} for these connections.
    */
@@ -77,6 +83,15 @@ export interface ReceivedMessage {
 export interface ConnectionRecord {
   /** Path and query as requested, e.g. "/v1/realtime?model=gpt-realtime". */
   url: string;
+  /** The query of `url`, parsed: `searchParams.get("intent")`, `.get("model")`. */
+  searchParams: URLSearchParams;
+  /**
+   * The kind of session OpenAI opens for this URL, once the handshake is
+   * accepted (unset when it is refused): `transcription` for
+   * `?intent=transcription` without a model, `realtime` (a conversation) for
+   * `?model=`, with or without an intent. Set whatever the behaviour.
+   */
+  sessionType?: SessionType;
   method: string;
   /** Offered Sec-WebSocket-Protocol entries, in order. */
   protocols: string[];
@@ -106,9 +121,11 @@ export interface ConnectionRecord {
   /** Destroys the TCP connection without a close frame. */
   drop(): void;
   /**
-   * The `realtime` behaviour's conversation, once upgraded: its effective
-   * `session`, `items`, `responses` (each with its effective `config`, status
-   * and usage) and `lastResponse`, as the stand-in holds them.
+   * The `realtime` behaviour's conversation, once upgraded: its `type`
+   * (`realtime` or `transcription`), effective `session`, `items`,
+   * `responses` (each with its effective `config`, status and usage; always
+   * none in a transcription session) and `lastResponse`, as the stand-in
+   * holds them.
    */
   realtime?: RealtimeConversation;
 }
@@ -137,7 +154,8 @@ export interface OpenAIStandIn {
    */
   vad: boolean;
   /**
-   * Transcripts for audio committed on any `realtime` connection, first come
+   * Transcripts for audio committed on any `realtime` connection (conversation
+   * or transcription session alike), first come
    * first served (default empty: "<N> ms of audio"). A connection's own
    * `realtime.nextTranscripts` and a `#transcript:` marker in the audio come
    * first.
@@ -299,6 +317,7 @@ class StandIn implements OpenAIStandIn {
     const peer = new Peer(conn, reader, this.#shutdown.signal);
     const record: ConnectionRecord = {
       url: target,
+      searchParams: new URL(target, "http://localhost").searchParams,
       method,
       protocols: splitHeaderList(req.headers["sec-websocket-protocol"]),
       headers: req.headers,
@@ -406,12 +425,18 @@ class StandIn implements OpenAIStandIn {
 
     const beta = "openai-beta" in h ||
       record.protocols.some((p) => p.startsWith("openai-beta."));
+    // A model makes a conversation session, with or without an intent; only
+    // `?intent=transcription` without a model makes a transcription session
+    // (OpenAI's Realtime transcription guide). Another intent is refused.
     const model = url.searchParams.get("model");
+    const intent = url.searchParams.get("intent");
     const refusal = beta
       ? HANDSHAKE_ERRORS.beta
       : !keyOk
       ? HANDSHAKE_ERRORS.invalidKey
-      : !model
+      : intent !== null && intent !== "transcription"
+      ? invalidIntentError(intent)
+      : !model && intent === null
       ? HANDSHAKE_ERRORS.missingModel
       : undefined;
     if (refusal) {
@@ -421,6 +446,8 @@ class StandIn implements OpenAIStandIn {
       await peer.readLoop(() => {});
       return;
     }
+    const sessionType: SessionType = model ? "realtime" : "transcription";
+    record.sessionType = sessionType;
 
     switch (behaviour.kind) {
       case "echo":
@@ -466,9 +493,10 @@ class StandIn implements OpenAIStandIn {
         await peer.waitForEnd();
         return;
       case "realtime": {
-        const conv = new RealtimeConversation(model ?? "gpt-realtime", {
+        const conv = new RealtimeConversation(model ?? "", {
           takeTranscript: () => this.transcripts.shift(),
           vad: behaviour.vad ?? this.vad,
+          type: sessionType,
         });
         record.realtime = conv;
         await peer.sendJson(conv.created());

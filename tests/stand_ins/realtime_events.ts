@@ -18,6 +18,11 @@
  *   instantly or paced, so `response.cancel` can stop it.
  * - Usage is counted as OpenAI reports it (realtime_usage.ts).
  * - Server VAD on energy, when enabled, turns appended audio into turns.
+ * - A transcription session (`type: "transcription"`, what `?intent=transcription`
+ *   without a model opens) only transcribes: it takes `session.update` and the
+ *   `input_audio_buffer.*` events, turns each commit (the client's, or server
+ *   VAD's) into `input_audio_buffer.committed`, the user item and the
+ *   transcription events, and never answers.
  * @module
  */
 
@@ -33,9 +38,11 @@ import {
 import { type Reply, replyFor } from "./realtime_reply.ts";
 import {
   applySessionUpdate,
+  applyTranscriptionSessionUpdate,
   type ConfigError,
   resolveResponse,
   type ResponseConfig,
+  TRANSCRIPTION_INCLUDE,
 } from "./realtime_session.ts";
 import {
   audioBytes,
@@ -126,6 +133,59 @@ export const HANDSHAKE_ERRORS = {
   },
 } as const;
 
+/**
+ * The in-band refusal of a handshake whose `intent` is not `transcription`.
+ * OpenAI documents only `intent=transcription`; what it answers to another
+ * value is not documented, so the stand-in refuses it the way it refuses a
+ * missing model (an `error` event, then close 4000 with the error's type and
+ * code), with the `invalid_value` wording of its other refusals.
+ */
+export function invalidIntentError(intent: string): {
+  code: string;
+  message: string;
+  closeCode: number;
+  closeReason: string;
+} {
+  return {
+    code: "invalid_value",
+    message: `Invalid value: '${intent}'. Supported values are: 'transcription'.`,
+    closeCode: 4000,
+    closeReason: "invalid_request_error.invalid_value",
+  };
+}
+
+/**
+ * The session a transcription connection (`?intent=transcription`, no model)
+ * starts with: the GA transcription session object of the Realtime
+ * transcription guide (`object` `realtime.session`, `type` `transcription`,
+ * only `audio.input` and `include`), transcribing with `gpt-4o-transcribe`
+ * (the guide's model; its `prompt` `""` and `language` null as in OpenAI's
+ * transcription session example), server VAD with OpenAI's defaults, no noise
+ * reduction.
+ */
+export function defaultTranscriptionSession(): Json {
+  return {
+    type: "transcription",
+    object: "realtime.session",
+    id: openaiId("sess"),
+    expires_at: Math.floor(Date.now() / 1000) + 3600,
+    audio: {
+      input: {
+        format: { type: "audio/pcm", rate: 24000 },
+        transcription: { model: "gpt-4o-transcribe", language: null, prompt: "" },
+        noise_reduction: null,
+        turn_detection: {
+          type: "server_vad",
+          threshold: 0.5,
+          prefix_padding_ms: 300,
+          silence_duration_ms: 200,
+        },
+      },
+    },
+    include: null,
+  };
+}
+
 /** The session object OpenAI reports in `session.created` for a new GA connection. */
 export function defaultSession(model: string): Json {
   return {
@@ -171,6 +231,14 @@ function isObject(v: unknown): v is Json {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** The client events a transcription session takes; the others are refused. */
+const TRANSCRIPTION_CLIENT_EVENTS = [
+  "session.update",
+  "input_audio_buffer.append",
+  "input_audio_buffer.commit",
+  "input_audio_buffer.clear",
+];
+
 const CLIENT_EVENTS = [
   "session.update",
   "input_audio_buffer.append",
@@ -195,7 +263,16 @@ export interface ConversationOptions {
    * commits, as tests that append arbitrary bytes expect).
    */
   vad?: boolean;
+  /**
+   * The kind of session: `realtime` (default, a conversation for the model),
+   * or `transcription` (what `?intent=transcription` opens: it transcribes
+   * committed audio and never answers).
+   */
+  type?: SessionType;
 }
+
+/** A conversation session (`?model=`) or a transcription session (`?intent=transcription`). */
+export type SessionType = "realtime" | "transcription";
 
 /** A server event a response run yields; `audioMs` is the audio it carries (0 for none). */
 export interface Step {
@@ -322,6 +399,8 @@ export const SPOKEN_MS_PER_WORD = 200;
 export class RealtimeConversation {
   /** The effective session, as `session.updated` last showed it. */
   session: Json;
+  /** `realtime` (a conversation) or `transcription`; a session never changes its type. */
+  readonly type: SessionType;
   /** The default conversation's id (`conv_...`), as responses name it. */
   readonly conversationId: string = openaiId("conv");
   /** Decoded bytes appended to the input audio buffer and not yet committed/cleared. */
@@ -355,9 +434,15 @@ export class RealtimeConversation {
    */
   readonly nextTranscripts: string[] = [];
 
-  /** A conversation with OpenAI's default session for `model`. */
+  /**
+   * A conversation with OpenAI's default session for `model`, or, with
+   * `opts.type` `transcription`, a transcription session (`model` unused).
+   */
   constructor(model: string, opts: ConversationOptions = {}) {
-    this.session = defaultSession(model);
+    this.type = opts.type ?? "realtime";
+    this.session = this.type === "transcription"
+      ? defaultTranscriptionSession()
+      : defaultSession(model);
     this.defaultInstructions = String(this.session.instructions);
     this.#takeTranscript = opts.takeTranscript ?? (() => undefined);
     this.#vadOn = opts.vad ?? false;
@@ -405,11 +490,14 @@ export class RealtimeConversation {
         clientEventId,
       }));
     }
-    if (!CLIENT_EVENTS.includes(type)) {
+    const accepted = this.type === "transcription" ? TRANSCRIPTION_CLIENT_EVENTS : CLIENT_EVENTS;
+    if (!accepted.includes(type)) {
+      // A transcription session has no conversation to add to and never
+      // answers; what OpenAI says to such an event there is not documented.
       return only(errorEvent(
         "invalid_value",
         `Invalid value: '${type}'. Supported values are: ${
-          CLIENT_EVENTS.map((t) => `'${t}'`).join(", ")
+          accepted.map((t) => `'${t}'`).join(", ")
         }.`,
         { param: "type", clientEventId },
       ));
@@ -475,7 +563,9 @@ export class RealtimeConversation {
         }),
       ];
     }
-    const result = applySessionUpdate(this.session, update, this.#spoke);
+    const result = this.type === "transcription"
+      ? applyTranscriptionSessionUpdate(this.session, update)
+      : applySessionUpdate(this.session, update, this.#spoke);
     if ("error" in result) return [configError(result.error, clientEventId)];
     this.session = result.session;
     return [serverEvent("session.updated", { session: this.session })];
@@ -557,7 +647,8 @@ export class RealtimeConversation {
         ...this.#commit(null, itemId),
       );
       const busy = [...this.#active].some((r) => r.inConversation && !r.stopped);
-      if (td.create_response !== false && !busy) {
+      // A transcription session never answers: its turns end at the transcript.
+      if (this.type === "realtime" && td.create_response !== false && !busy) {
         const answer = this.#respond({ type: "response.create" }, null);
         out.events.push(...answer.events);
         out.runs.push(...answer.runs);
@@ -631,13 +722,24 @@ export class RealtimeConversation {
       : transcript.match(WORDS) ?? [transcript];
     const part = (entry.item.content as Json[])[0]!;
     part.transcript = transcript;
+    // `include: ["item.input_audio_transcription.logprobs"]` adds token
+    // log probabilities; the stand-in is always sure of what it heard.
+    const logprobs = Array.isArray(this.session.include) &&
+      this.session.include.includes(TRANSCRIPTION_INCLUDE);
+    const probs = (text: string) =>
+      logprobs ? { logprobs: text.length > 0 ? [logprobOf(text)] : [] } : {};
     return [
       ...deltas.map((delta) =>
-        serverEvent("conversation.item.input_audio_transcription.delta", { ...at, delta })
+        serverEvent("conversation.item.input_audio_transcription.delta", {
+          ...at,
+          delta,
+          ...probs(delta),
+        })
       ),
       serverEvent("conversation.item.input_audio_transcription.completed", {
         ...at,
         transcript,
+        ...(logprobs ? { logprobs: deltas.filter((d) => d.length > 0).map(logprobOf) } : {}),
         usage: transcriptionUsage(
           settings.model as string,
           entry.audio.get(0)?.byteLength ?? 0,
@@ -1295,6 +1397,11 @@ export class RealtimeConversation {
     const spoken = stripMarker(audio);
     return spoken.byteLength > 0 ? spoken : undefined;
   }
+}
+
+/** A GA `LogProbProperties` entry for `token`, with full confidence. */
+function logprobOf(token: string): Json {
+  return { token, logprob: 0, bytes: [...new TextEncoder().encode(token)] };
 }
 
 function clone<T>(v: T): T {

@@ -12,6 +12,13 @@
  * read-only fields OpenAI shows in `session.created` (`id`, `object`,
  * `expires_at`) are not fields of the update, so they are unknown parameters
  * too: a client must not send the session it was shown back as is.
+ *
+ * Transcription sessions (`?intent=transcription`, no model) take
+ * `session.update` with `type: "transcription"` and only the fields of the GA
+ * `RealtimeTranscriptionSessionCreateRequest`: `type`, `audio.input`
+ * (`format`, `noise_reduction`, `transcription`, `turn_detection`) and
+ * `include` ({@linkcode applyTranscriptionSessionUpdate}). Neither kind of
+ * session becomes the other: see {@linkcode TYPE_SWITCH_REFUSALS}.
  * @module
  */
 
@@ -238,6 +245,11 @@ export function applySessionUpdate(
       },
     };
   }
+  if (update.type === "transcription") {
+    // What OpenAI answers a conversation session (`?model=`) asked to become a
+    // transcription session (see TYPE_SWITCH_REFUSALS).
+    return { error: TYPE_SWITCH_REFUSALS.toTranscription };
+  }
   if (update.type !== "realtime") {
     return {
       error: {
@@ -346,4 +358,168 @@ export function resolveResponse(
       input: Array.isArray(p.input) ? structuredClone(p.input as Json[]) : undefined,
     },
   };
+}
+
+/**
+ * A session never changes its type. A conversation session (opened with
+ * `?model=`) answers a `session.update` of `type: "transcription"` with
+ * `invalid_request_error` `invalid_parameter`, "Passing a transcription
+ * session update event to a realtime session is not allowed.", `param` ""
+ * (as reported from the live API: community.openai.com "Unable to update
+ * OpenAI Realtime session (transcription prompt)", and the GA `session.update`
+ * on a `?model=` URL in crmitchelmore/justspeaktoit#427). The reverse, a
+ * `type: "realtime"` update on a transcription session, is not documented:
+ * the stand-in answers the mirror image of the same error.
+ */
+export const TYPE_SWITCH_REFUSALS: Readonly<Record<"toTranscription" | "toRealtime", ConfigError>> =
+  {
+    toTranscription: {
+      code: "invalid_parameter",
+      message: "Passing a transcription session update event to a realtime session is not allowed.",
+      param: "",
+    },
+    toRealtime: {
+      code: "invalid_parameter",
+      message: "Passing a realtime session update event to a transcription session is not allowed.",
+      param: "",
+    },
+  };
+
+/** Top-level fields of a transcription `session.update`'s `session` (GA `RealtimeTranscriptionSessionCreateRequest`). */
+export const TRANSCRIPTION_SESSION_FIELDS: readonly string[] = ["type", "audio", "include"];
+
+/** Fields of `audio.input.transcription` (GA `AudioTranscription`). */
+const TRANSCRIPTION_FIELDS: readonly string[] = [
+  "model",
+  "language",
+  "prompt",
+  "delay",
+  "keywords",
+  "languages",
+];
+
+/** What `include` may hold (GA reference: the only value). */
+export const TRANSCRIPTION_INCLUDE = "item.input_audio_transcription.logprobs";
+
+/** What OpenAI fills in for a transcription session's turn detector given by its type alone. */
+export const TRANSCRIPTION_TURN_DETECTION_DEFAULTS: Readonly<Record<string, Json>> = {
+  server_vad: {
+    type: "server_vad",
+    threshold: 0.5,
+    prefix_padding_ms: 300,
+    silence_duration_ms: 200,
+  },
+  semantic_vad: { type: "semantic_vad", eagerness: "auto" },
+};
+
+/**
+ * A transcription session `current` with `update` applied, or why the whole
+ * update is refused: unknown fields (`session.instructions`, `session.tools`,
+ * `session.audio.output`...) are `unknown_parameter` as on a conversation;
+ * `audio.input` is merged one level down; any transcription model name is
+ * taken (the relay, not the stand-in, keeps a list).
+ */
+export function applyTranscriptionSessionUpdate(
+  current: Json,
+  update: Json,
+): { session: Json } | { error: ConfigError } {
+  for (const key of Object.keys(update)) {
+    if (!TRANSCRIPTION_SESSION_FIELDS.includes(key)) return { error: unknown(`session.${key}`) };
+  }
+  if (update.type === undefined) {
+    return {
+      error: {
+        code: "missing_required_parameter",
+        message: "Missing required parameter: 'session.type'.",
+        param: "session.type",
+      },
+    };
+  }
+  if (update.type === "realtime") return { error: TYPE_SWITCH_REFUSALS.toRealtime };
+  if (update.type !== "transcription") {
+    return {
+      error: {
+        code: "invalid_value",
+        message: `Invalid value: '${String(update.type)}'. Supported values are: 'transcription'.`,
+        param: "session.type",
+      },
+    };
+  }
+  if ("audio" in update) {
+    const audio = update.audio;
+    if (!isObject(audio)) return { error: invalidType("session.audio", "an object", audio) };
+    for (const [side, value] of Object.entries(audio)) {
+      if (side !== "input") return { error: unknown(`session.audio.${side}`) };
+      if (!isObject(value)) {
+        return { error: invalidType("session.audio.input", "an object", value) };
+      }
+      for (const key of Object.keys(value)) {
+        if (!AUDIO_FIELDS.input!.includes(key)) {
+          return { error: unknown(`session.audio.input.${key}`) };
+        }
+      }
+      const t = value.transcription;
+      if (t !== undefined && t !== null) {
+        const param = "session.audio.input.transcription";
+        if (!isObject(t)) return { error: invalidType(param, "an object", t) };
+        for (const key of Object.keys(t)) {
+          if (!TRANSCRIPTION_FIELDS.includes(key)) return { error: unknown(`${param}.${key}`) };
+        }
+        for (const key of ["model", "language", "prompt"]) {
+          if (key in t && typeof t[key] !== "string" && !(key === "language" && t[key] === null)) {
+            return { error: invalidType(`${param}.${key}`, "a string", t[key]) };
+          }
+        }
+      }
+      const td = value.turn_detection;
+      if (td !== undefined && td !== null) {
+        const param = "session.audio.input.turn_detection";
+        if (!isObject(td)) return { error: invalidType(param, "an object", td) };
+        if (!(String(td.type) in TRANSCRIPTION_TURN_DETECTION_DEFAULTS)) {
+          return {
+            error: {
+              code: "invalid_value",
+              message: `Invalid value: '${
+                String(td.type)
+              }'. Supported values are: 'server_vad' and 'semantic_vad'.`,
+              param: `${param}.type`,
+            },
+          };
+        }
+      }
+    }
+  }
+  if ("include" in update && update.include !== null) {
+    const inc = update.include;
+    if (!Array.isArray(inc)) return { error: invalidType("session.include", "an array", inc) };
+    for (const [i, v] of inc.entries()) {
+      if (v !== TRANSCRIPTION_INCLUDE) {
+        return {
+          error: {
+            code: "invalid_value",
+            message: `Invalid value: '${
+              String(v)
+            }'. Supported values are: '${TRANSCRIPTION_INCLUDE}'.`,
+            param: `session.include[${i}]`,
+          },
+        };
+      }
+    }
+  }
+  const next: Json = structuredClone(current);
+  if (isObject(update.audio) && isObject(update.audio.input)) {
+    const audio: Json = isObject(next.audio) ? next.audio : {};
+    audio.input = {
+      ...(isObject(audio.input) ? audio.input : {}),
+      ...structuredClone(update.audio.input),
+    };
+    next.audio = audio;
+    const input = audio.input as Json;
+    if (isObject(input.turn_detection)) {
+      const defaults = TRANSCRIPTION_TURN_DETECTION_DEFAULTS[String(input.turn_detection.type)];
+      input.turn_detection = { ...defaults, ...input.turn_detection };
+    }
+  }
+  if ("include" in update) next.include = structuredClone(update.include);
+  return { session: next };
 }

@@ -332,7 +332,9 @@ Deno.test("applySessionUpdate refuses what OpenAI refuses, whole event, and merg
       "session.audio.input.vad",
     ],
     [{ instructions: "x" }, false, "missing_required_parameter", "session.type"],
-    [{ type: "transcription" }, false, "invalid_value", "session.type"],
+    // A conversation session never becomes a transcription session: OpenAI's invalid_parameter.
+    [{ type: "transcription" }, false, "invalid_parameter", ""],
+    [{ type: "translation" }, false, "invalid_value", "session.type"],
     [{ type: "realtime", model: "gpt-other" }, false, "invalid_value", "session.model"],
     [{ type: "realtime", instructions: 3 }, false, "invalid_type", "session.instructions"],
     [
