@@ -18,6 +18,8 @@ interface CaseResult {
   targets: Record<string, TargetSummary>;
   /** Targets ("*": the whole case) that could not run on that build, and why. */
   skipped?: Record<string, string>;
+  /** Figures across targets of the same run (e.g. room history on against off). */
+  derived?: Record<string, number>;
 }
 /** The part of a results file the chart reads. */
 export interface Report {
@@ -25,6 +27,8 @@ export interface Report {
   started_at: string;
   cases: Record<string, CaseResult>;
   versions: Record<string, string>;
+  /** A full run with `--only` merged into the last full results: which cases, and when. */
+  rerun?: { cases: string[]; at: string };
 }
 
 const LABELS: Record<string, string> = {
@@ -40,6 +44,13 @@ const LABELS: Record<string, string> = {
   rooms_socketio: "Socket.IO rooms",
   relay_same_instance: "this relay, same instance",
   relay_across_bus: "this relay, across the bus",
+  relay_history_off: "this relay, history off",
+  relay_history: "this relay, history on",
+  relay_recover_10: "10 missed",
+  relay_recover_100: "100 missed",
+  relay_recover_1000: "1,000 missed",
+  relay_ws_members: "this relay, WS members",
+  relay_sse: "this relay, SSE followers",
 };
 const COLORS: Record<string, string> = {
   direct: "#9aa5b1",
@@ -54,7 +65,23 @@ const COLORS: Record<string, string> = {
   rooms_socketio: "#c9a0dc",
   relay_same_instance: "#d6336c",
   relay_across_bus: "#a61e4d",
+  relay_history_off: "#d6336c",
+  relay_history: "#5f3dc4",
+  relay_recover_10: "#5f3dc4",
+  relay_recover_100: "#5f3dc4",
+  relay_recover_1000: "#5f3dc4",
+  relay_ws_members: "#d6336c",
+  relay_sse: "#a61e4d",
 };
+
+/** Room cases whose "relay" target is one side of a comparison, named as such in the chart. */
+const RELAY_RENAMED: Record<string, string> = {
+  room_history: "relay_history_off",
+  room_sse_memory: "relay_ws_members",
+};
+
+/** The numbers of missed broadcasts the recovery case (R5) times. */
+export const RECOVERY_MISSED = [10, 100, 1000] as const;
 
 function summary(values: number[]): TargetSummary {
   const sorted = [...values].sort((a, b) => a - b);
@@ -86,7 +113,33 @@ function drawnOut(
  */
 export function expandCases(report: Report): [string, CaseResult][] {
   const out: [string, CaseResult][] = [];
-  for (const [name, c] of Object.entries(report.cases)) {
+  for (const [name, raw] of Object.entries(report.cases)) {
+    const renamed = RELAY_RENAMED[name];
+    const c: CaseResult = renamed && raw.targets.relay
+      ? {
+        ...raw,
+        targets: Object.fromEntries(
+          Object.entries(raw.targets).map(([t, s]) => [t === "relay" ? renamed : t, s]),
+        ),
+      }
+      : raw;
+    if (name === "room_recovery") {
+      // One panel: the time to recover, by how many broadcasts were missed.
+      const runs = c.targets.relay_history?.runs ?? [];
+      const targets: Record<string, TargetSummary> = {};
+      for (const n of RECOVERY_MISSED) {
+        const values = runs.map((r) => Number(r[`recover_${n}_ms`])).filter(Number.isFinite);
+        if (values.length) targets[`relay_recover_${n}`] = summary(values);
+      }
+      if (Object.keys(targets).length) {
+        out.push([name, {
+          ...c,
+          title: c.title.replace(/ and the last of .*$/, " and the end of the replay, by missed"),
+          targets,
+        }]);
+      }
+      continue;
+    }
     if (name === "room_bus") {
       const relay = c.targets.relay;
       if (!relay) continue;
@@ -110,7 +163,7 @@ export function expandCases(report: Report): [string, CaseResult][] {
     }
     if (Object.keys(c.targets).length === 0) continue;
     out.push([name, c]);
-    if (name === "room_fanout") {
+    if (name === "room_fanout" || name === "room_history") {
       for (
         const [key, label] of [
           ["p50_us", "p50 to each receiver, one broadcast in flight"],

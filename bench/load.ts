@@ -6,7 +6,13 @@
  */
 import { rawClient } from "../tests/stand_ins/raw_client.ts";
 import { FLOOD_COMMAND } from "./upstream.ts";
-import { roomFanout, roomIdle, type RoomLoadConfig } from "./rooms_load.ts";
+import {
+  roomFanout,
+  roomIdle,
+  type RoomLoadConfig,
+  roomRecovery,
+  roomSseIdle,
+} from "./rooms_load.ts";
 
 /** What to run: the case, its URLs (one per user; tokens already in them) and sizes. */
 export interface LoadConfig {
@@ -343,7 +349,12 @@ if (import.meta.main) {
     await Deno.readTextFile(Deno.args[0]!),
   );
   const result = "wire" in config
-    ? await (config.mode === "room_fanout" ? roomFanout : roomIdle)(config)
+    ? await {
+      room_fanout: roomFanout,
+      room_idle: roomIdle,
+      room_recovery: roomRecovery,
+      room_sse_idle: roomSseIdle,
+    }[config.mode](config)
     : await { latency, throughput, handshake, idle, voice, slow }[config.mode](
       config,
     );

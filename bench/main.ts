@@ -64,6 +64,9 @@ const PORTS = {
   relay_bus_a: 18098,
   relay_bus_b: 18099,
   realtime: 18100,
+  /** The relay with room history on (R4, R5), and the one SSE followers hold (R6). */
+  relay_history: 18101,
+  relay_sse: 18102,
 };
 /**
  * The upstream listens on one port per relay, so that connections a relay
@@ -90,7 +93,8 @@ type TargetName =
   | "relay"
   | "relay_policy"
   | "relay_all"
-  | RoomPeer;
+  | RoomPeer
+  | RoomRelay;
 /** The room baselines: rooms as users of each stack build them (bench/baselines/rooms_*). */
 type RoomPeer = "rooms_deno_map" | "rooms_node_ws" | "rooms_socketio";
 const ROOM_PEERS: readonly TargetName[] = [
@@ -98,6 +102,14 @@ const ROOM_PEERS: readonly TargetName[] = [
   "rooms_node_ws",
   "rooms_socketio",
 ];
+/**
+ * The relay again in cases R4-R6 only: with room history on
+ * (`RELAY_ROOM_HISTORY`, in the throwaway PostgreSQL), and with history off
+ * but held by SSE followers instead of WebSocket members.
+ */
+type RoomRelay = "relay_history" | "relay_sse";
+/** Targets of the room cases alone (never in cases 1-7). */
+const ROOM_ONLY: readonly TargetName[] = [...ROOM_PEERS, "relay_history", "relay_sse"];
 type RelayTarget = "relay" | "relay_policy" | "relay_all";
 const TARGETS: TargetName[] = (
   [
@@ -109,6 +121,8 @@ const TARGETS: TargetName[] = (
     "relay_policy",
     "relay_all",
     ...ROOM_PEERS,
+    "relay_history",
+    "relay_sse",
   ] as const
 ).filter((t) => !TARGET_FILTER || TARGET_FILTER.includes(t));
 
@@ -156,10 +170,16 @@ const ALL_FEATURES = {
 function targetsFor(name: string): TargetName[] {
   // Rooms: the three room baselines and the relay with rooms on; the bus case is the relay's alone.
   if (name === "room_bus") return TARGETS.filter((t) => t === "relay");
+  // History off against on; recovery needs history; WebSocket members against SSE followers.
+  if (name === "room_history") {
+    return TARGETS.filter((t) => t === "relay" || t === "relay_history");
+  }
+  if (name === "room_recovery") return TARGETS.filter((t) => t === "relay_history");
+  if (name === "room_sse_memory") return TARGETS.filter((t) => t === "relay" || t === "relay_sse");
   if (name.startsWith("room_")) {
     return TARGETS.filter((t) => ROOM_PEERS.includes(t) || t === "relay");
   }
-  return relayCaseTargets(name).filter((t) => !ROOM_PEERS.includes(t));
+  return relayCaseTargets(name).filter((t) => !ROOM_ONLY.includes(t));
 }
 
 /** The targets of cases 1-7. */
@@ -183,6 +203,8 @@ const SIZE = QUICK
     voiceSeconds: 2,
     slowSeconds: 2,
     roomIdleMembers: 200,
+    sseFollowers: 200,
+    recoveryJoins: 3,
   }
   : {
     reps: 3,
@@ -192,6 +214,8 @@ const SIZE = QUICK
     voiceSeconds: 10,
     slowSeconds: 6,
     roomIdleMembers: 2000,
+    sseFollowers: 1000,
+    recoveryJoins: 5,
   };
 
 /** Room cases: one room of 50 members; the memory case spreads its members over 40 rooms. */
@@ -204,7 +228,17 @@ const ROOMS = {
   warmMembers: 20,
   /** The bus case: 6 members on instance A (one sends at a time), 5 on B. */
   busMembers: 11,
+  /** R4, R5: broadcasts each room keeps (`RELAY_ROOM_HISTORY`). */
+  historyKeep: 1000,
+  /** R5: the numbers of missed broadcasts recovered, and the users taking turns to join. */
+  recoveryMissed: [10, 100, 1000],
+  recoveryUsers: 10,
+  /** R6: the rooms the followers (or members) spread over. */
+  sseRooms: 5,
 };
+
+/** The secret key the relay recognises for a server's publish in R5 and R6 (`SUPABASE_SECRET_KEYS`). */
+const BENCH_SECRET_KEY = "sb_secret_bench_not_a_real_key";
 
 /** Relay settings: defaults, except the two caps a case needs raised (see docs/BENCHMARKS.md). */
 const RELAY_RAISED = {
@@ -314,6 +348,21 @@ async function startTarget(
   if (target === "relay" && caseName.startsWith("room_")) {
     return await startRoomRelay("relay", PORTS.relay_rooms, {
       RELAY_ROOMS_BUS: "off",
+    });
+  }
+  if (target === "relay_history") {
+    if (!database) throw new Skip(`no database for room history: ${databaseProblem}`);
+    return await startRoomRelay(target, PORTS.relay_history, {
+      RELAY_ROOMS_BUS: "off",
+      RELAY_ROOM_HISTORY: String(ROOMS.historyKeep),
+      RELAY_DATABASE_URL: database.url,
+      SUPABASE_SECRET_KEYS: JSON.stringify({ default: BENCH_SECRET_KEY }),
+    });
+  }
+  if (target === "relay_sse") {
+    return await startRoomRelay(target, PORTS.relay_sse, {
+      RELAY_ROOMS_BUS: "off",
+      SUPABASE_SECRET_KEYS: JSON.stringify({ default: BENCH_SECRET_KEY }),
     });
   }
   switch (target) {
@@ -478,6 +527,10 @@ interface CaseDef {
     target: TargetName,
     server: Server,
   ): Promise<Record<string, number | string | null>>;
+  /** Figures across targets of the same run (e.g. history on against off), for the results. */
+  derive?(
+    targets: Record<string, { median: number; runs: Record<string, unknown>[] }>,
+  ): Record<string, number>;
 }
 
 /** Settings of the relay in the room cases, beside RELAY_RAISED (see docs/BENCHMARKS.md, "Rooms"). */
@@ -522,7 +575,20 @@ async function roomsRouteMissing(port: number): Promise<string | null> {
 }
 
 function wireOf(target: TargetName): RoomWire {
-  return target === "relay" ? "relay" : target === "rooms_socketio" ? "socketio" : "raw";
+  return target === "relay" || target === "relay_history" || target === "relay_sse"
+    ? "relay"
+    : target === "rooms_socketio"
+    ? "socketio"
+    : "raw";
+}
+
+/** The port of a target in the room cases. */
+function roomPort(target: TargetName): number {
+  return target === "relay"
+    ? PORTS.relay_rooms
+    : target === "relay_history" || target === "relay_sse"
+    ? PORTS[target]
+    : PORTS[target as RoomPeer];
 }
 
 /**
@@ -538,11 +604,8 @@ function roomMembers(
 ): RoomMember[] {
   return layout.map(({ room, group, port }, i) => {
     const token = tokens[i % tokens.length]!;
-    const at = `ws://127.0.0.1:${
-      port ??
-        (target === "relay" ? PORTS.relay_rooms : PORTS[target as RoomPeer])
-    }`;
-    const url = target === "relay"
+    const at = `ws://127.0.0.1:${port ?? roomPort(target)}`;
+    const url = wireOf(target) === "relay"
       ? `${at}/relay/rooms/${room}?jwt=${token}`
       : target === "rooms_socketio"
       ? `${at}/socket.io/?room=${room}&EIO=4&transport=websocket&jwt=${token}`
@@ -551,16 +614,23 @@ function roomMembers(
   });
 }
 
-/** Runs a fan-out and reads the server's CPU over its measured window. */
+/**
+ * Runs a fan-out and reads the server's CPU over its measured window; with
+ * `databasePid`, the database's too (its postmaster and backends).
+ */
 async function fanout(
   config: RoomLoadConfig,
   server: Server,
+  databasePid: number | null = null,
 ): Promise<Record<string, number | string | null>> {
-  const window = { cpu: 0, cpuS: 0 };
+  const window = { cpu: 0, cpuS: 0, db: 0, dbS: 0 };
   const result = await load(config, (line) => {
-    if (line.stage === "steady") window.cpu = cpuSeconds(server.pid);
-    else if (line.stage === "steady_end") {
+    if (line.stage === "steady") {
+      window.cpu = cpuSeconds(server.pid);
+      if (databasePid !== null) window.db = cpuSeconds(databasePid);
+    } else if (line.stage === "steady_end") {
       window.cpuS = cpuSeconds(server.pid) - window.cpu;
+      if (databasePid !== null) window.dbS = cpuSeconds(databasePid) - window.db;
     }
     return Promise.resolve();
   });
@@ -568,6 +638,53 @@ async function fanout(
     ...result,
     steady_cpu_s: window.cpuS,
     server_cpu_us_per_delivery: (window.cpuS / Number(result.deliveries)) * 1e6,
+    ...(databasePid === null ? {} : {
+      steady_database_cpu_s: window.dbS,
+      database_cpu_us_per_delivery: (window.dbS / Number(result.deliveries)) * 1e6,
+    }),
+  };
+}
+
+/** The throwaway cluster's postmaster (its backends are its children), or null when unknown. */
+async function databasePid(): Promise<number | null> {
+  try {
+    const dir = (await database!.psql("SHOW data_directory")).trim();
+    const pid = Number((await Deno.readTextFile(`${dir}/postmaster.pid`)).split("\n")[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A room name of its own for each run: history stays in the database between runs. */
+const freshRoom = (prefix: string) => `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+
+/** Why the room history cases cannot run here, or null. */
+function historySkip(): Promise<string | null> {
+  return Promise.resolve(database ? null : `no database for room history: ${databaseProblem}`);
+}
+
+/** RSS per idle occupant of a room case: read after the warm-up and with all open, as R2 does. */
+async function idleRss(
+  config: RoomLoadConfig,
+  server: Server,
+  n: number,
+): Promise<Record<string, number | string | null>> {
+  const rss = { warm: 0, open: 0 };
+  const result = await load(config, async (line, stdin) => {
+    await sleep(500);
+    if (line.stage === "warm") rss.warm = rssBytes(server.pid);
+    else rss.open = rssBytes(server.pid);
+    await stdin.write(new TextEncoder().encode("go\n"));
+  });
+  await sleep(1500);
+  const after = rssBytes(server.pid);
+  return {
+    ...result,
+    kib_per_member: (rss.open - rss.warm) / 1024 / n,
+    rss_warm_mib: rss.warm / 2 ** 20,
+    rss_open_mib: rss.open / 2 ** 20,
+    rss_after_close_mib: after / 2 ** 20,
   };
 }
 
@@ -951,6 +1068,111 @@ const CASES: Record<string, CaseDef> = {
       };
     },
   },
+  room_history: {
+    title:
+      `R4. Room history, off against on (RELAY_ROOM_HISTORY=${ROOMS.historyKeep}): fan-out as R1, ${ROOMS.fanoutMembers} members, 64 B, deliveries/s with ${ROOMS.fanoutSenders} in flight`,
+    metric: "deliveries_per_s",
+    unit: "deliveries/s",
+    better: "higher",
+    skip: historySkip,
+    unavailable: (t) => roomsRouteMissing(roomPort(t)),
+    async run(t, server) {
+      // R1's shape, on a room of its own per run (the database keeps every run's history).
+      const tokens = await distinctUserTokens(ROOMS.fanoutMembers);
+      const room = freshRoom("history");
+      return await fanout(
+        {
+          mode: "room_fanout",
+          wire: wireOf(t),
+          members: roomMembers(t, tokens.map(() => ({ room, group: "all" })), tokens),
+          senders: ROOMS.fanoutSenders,
+          payloadBytes: ROOMS.payloadBytes,
+          durationS: SIZE.seconds,
+          warmupMs: QUICK ? 300 : 1000,
+        },
+        server,
+        t === "relay_history" ? await databasePid() : null,
+      );
+    },
+    derive(targets) {
+      const off = targets.relay;
+      const on = targets.relay_history;
+      if (!off || !on) return {};
+      const med = (runs: Record<string, unknown>[], key: string) =>
+        summarise(runs.map((r) => Number(r[key]))).median;
+      return {
+        added_p50_us: med(on.runs, "p50_us") - med(off.runs, "p50_us"),
+        added_p99_us: med(on.runs, "p99_us") - med(off.runs, "p99_us"),
+        deliveries_per_s_ratio: on.median / off.median,
+        server_cpu_per_delivery_ratio: med(on.runs, "server_cpu_us_per_delivery") /
+          med(off.runs, "server_cpu_us_per_delivery"),
+      };
+    },
+  },
+  room_recovery: {
+    title:
+      `R5. Recovery with ?since=: open to room.joined and the last of 1,000 missed broadcasts replayed (median of ${SIZE.recoveryJoins} joins)`,
+    metric: "recover_1000_ms",
+    unit: "ms",
+    better: "lower",
+    skip: historySkip,
+    unavailable: (t) => roomsRouteMissing(roomPort(t)),
+    async run(t) {
+      const tokens = await distinctUserTokens(ROOMS.recoveryUsers);
+      const room = freshRoom("recovery");
+      return await load({
+        mode: "room_recovery",
+        wire: wireOf(t),
+        members: roomMembers(t, tokens.map(() => ({ room, group: "all" })), tokens),
+        publishBase: `http://127.0.0.1:${roomPort(t)}/relay/rooms/`,
+        secretKey: BENCH_SECRET_KEY,
+        missed: ROOMS.recoveryMissed,
+        joins: SIZE.recoveryJoins,
+        payloadBytes: ROOMS.payloadBytes,
+        durationS: 0,
+      });
+    },
+  },
+  room_sse_memory: {
+    title: `R6. RSS per idle room connection, WebSocket member against SSE follower (${
+      SIZE.sseFollowers.toLocaleString("en-US")
+    } in ${ROOMS.sseRooms} rooms, history off)`,
+    metric: "kib_per_member",
+    unit: "KiB",
+    better: "lower",
+    unavailable: (t) => roomsRouteMissing(roomPort(t)),
+    async run(t, server) {
+      const n = SIZE.sseFollowers;
+      const tokens = await distinctUserTokens(n);
+      const warmLayout = Array.from(
+        { length: ROOMS.warmMembers },
+        (_, i) => ({ room: `warm-${i % 2}`, group: "all" }),
+      );
+      const layout = tokens.map((_, i) => ({ room: `room-${i % ROOMS.sseRooms}`, group: "all" }));
+      const sse = t === "relay_sse";
+      // Followers read /relay/rooms/<room>/events; members join as in R2.
+      const asFollowers = (members: RoomMember[]) =>
+        sse
+          ? members.map((m) => ({
+            ...m,
+            url: m.url.replace(/^ws:/, "http:").replace(/\?jwt=/, "/events?jwt="),
+          }))
+          : members;
+      return await idleRss(
+        {
+          mode: sse ? "room_sse_idle" : "room_idle",
+          wire: wireOf(t),
+          warm: asFollowers(roomMembers(t, warmLayout, tokens)),
+          members: asFollowers(roomMembers(t, layout, tokens)),
+          publishBase: `http://127.0.0.1:${roomPort(t)}/relay/rooms/`,
+          secretKey: BENCH_SECRET_KEY,
+          durationS: 0,
+        },
+        server,
+        n,
+      );
+    },
+  },
 };
 
 function summarise(values: number[]) {
@@ -1030,8 +1252,25 @@ if (missing.length > 0) {
   Deno.exit(1);
 }
 
-/** The all-features relay's database, a throwaway cluster with the migrations applied. */
-const database: TestPostgres | null = NEEDED.has("relay_all") ? await startPostgres() : null;
+/**
+ * The all-features relay's database, a throwaway cluster with the migrations
+ * applied; the room history cases use it too, and are skipped (with the
+ * reason) when it cannot be had.
+ */
+let databaseProblem: string | null = NEEDED.has("relay_history")
+  ? postgresUnavailable()
+  : "relay_history is not among the chosen targets (--targets)";
+let database: TestPostgres | null = null;
+if (NEEDED.has("relay_all")) database = await startPostgres();
+else if (NEEDED.has("relay_history") && databaseProblem === null) {
+  try {
+    database = await startPostgres();
+  } catch (e) {
+    databaseProblem = `the throwaway PostgreSQL did not start: ${
+      (e as Error).message.slice(0, 500)
+    }`;
+  }
+}
 
 const startedAt = new Date();
 const upstream: Server = await startServer(
@@ -1101,13 +1340,14 @@ try {
         }
       }
     }
-    const summary: Record<string, unknown> = {};
+    const summary: Record<string, { median: number; runs: Record<string, unknown>[] }> = {};
     for (const [target, list] of Object.entries(runs)) {
       summary[target] = {
         ...summarise(list.map((r) => Number(r[def.metric]))),
         runs: list,
       };
     }
+    const derived = def.derive?.(summary) ?? {};
     for (const [target, why] of Object.entries(skipped)) {
       console.error(
         `${name} ${target === "*" ? "" : `${target} `}SKIPPED: ${why}`,
@@ -1119,6 +1359,7 @@ try {
       unit: def.unit,
       better: def.better,
       targets: summary,
+      ...(Object.keys(derived).length ? { derived } : {}),
       ...(Object.keys(skipped).length ? { skipped } : {}),
     };
   }
@@ -1158,7 +1399,8 @@ const report: Record<string, unknown> & {
   relay_settings_raised: RELAY_RAISED,
   relay_room_settings: {
     ...ROOM_RELAY,
-    RELAY_ROOMS_BUS: "off (R1, R2); realtime (R3)",
+    RELAY_ROOMS_BUS: "off (R1, R2, R4-R6); realtime (R3)",
+    RELAY_ROOM_HISTORY: `${ROOMS.historyKeep} for relay_history (R4, R5); off elsewhere`,
   },
   sizes: SIZE,
   cases: results,
@@ -1173,9 +1415,10 @@ if (!QUICK && ONLY && !TARGET_FILTER) {
   if (last?.cases) {
     report.cases = { ...last.cases, ...results };
     report.started_at = last.started_at;
-    Object.assign(report, {
-      rerun: { cases: ONLY, at: startedAt.toISOString() },
-    });
+    // Earlier reruns stay listed: each says which cases are not from the first run.
+    const rerun = { cases: ONLY, at: startedAt.toISOString() };
+    const earlier = last.rerun === undefined ? [] : [last.reruns_before ?? [], last.rerun].flat();
+    Object.assign(report, { rerun, ...(earlier.length ? { reruns_before: earlier } : {}) });
   }
 }
 await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");

@@ -4,7 +4,7 @@
  * `deno run -A bench/report.ts [bench/results/full.json] [docs/BENCHMARKS.md]`
  * @module
  */
-import { expandCases, fmt, type Report } from "./chart.ts";
+import { expandCases, fmt, RECOVERY_MISSED, type Report } from "./chart.ts";
 
 const ORDER = [
   "direct",
@@ -140,7 +140,7 @@ export function renderRoomTables(report: Report): string[] {
   );
   if (cases.length === 0 && skips.length === 0) return lines;
   lines.push("", 'Rooms (see "Rooms" below), same run:', "");
-  const fanout = cases.filter(([name]) => !name.startsWith("room_bus"));
+  const fanout = cases.filter(([name]) => !name.startsWith("room_bus") && !OWN_TABLES.test(name));
   if (fanout.length) {
     lines.push(
       `| case | unit | ${ROOM_ORDER.map((t) => ROOM_NAMES[t]).join(" | ")} |`,
@@ -201,6 +201,7 @@ export function renderRoomTables(report: Report): string[] {
       `| what the bus adds | ${fmt(med("bus_added_p50_us"))} | ${fmt(med("bus_added_p99_us"))} |`,
     );
   }
+  lines.push(...renderHistoryTables(report));
   for (const [, c] of skips) {
     for (const [t, why] of Object.entries(c.skipped ?? {})) {
       lines.push(
@@ -208,6 +209,96 @@ export function renderRoomTables(report: Report): string[] {
         `${c.title}: ${t === "*" ? "" : `${ROOM_NAMES[t] ?? t} `}skipped: ${why}.`,
       );
     }
+  }
+  return lines;
+}
+
+/** Room cases with tables of their own (R4-R6): this relay against itself, no peers. */
+const OWN_TABLES = /^room_(history|recovery|sse_memory)/;
+
+/** The median of one figure over a target's runs. */
+function runMedian(runs: Record<string, unknown>[] | undefined, key: string): number {
+  const v = (runs ?? []).map((r) => Number(r[key])).filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+}
+
+/** R4-R6: history on against off, recovery times, SSE followers against WebSocket members. */
+export function renderHistoryTables(report: Report): string[] {
+  const lines: string[] = [];
+  /** Said of a case merged in from a later `--only` run, whose figures are not from the first run. */
+  const when = (name: string) =>
+    report.rerun?.cases.includes(name) ? ` (run of ${report.rerun.at.slice(0, 10)})` : "";
+  const history = report.cases.room_history;
+  const off = history?.targets.relay;
+  const on = history?.targets.relay_history;
+  if (history && off && on) {
+    const row = (label: string, key: string, compare: "difference" | "ratio") => {
+      const a = runMedian(off.runs, key);
+      const b = runMedian(on.runs, key);
+      const diff = b - a;
+      const cell = compare === "ratio" ? `${fmt(b / a)}x` : `${diff >= 0 ? "+" : ""}${fmt(diff)}`;
+      return `| ${label} | ${fmt(a)} | ${fmt(b)} | ${cell} |`;
+    };
+    lines.push(
+      "",
+      `${history.title}${
+        when("room_history")
+      }; this relay alone, history off and on in the same run (medians of the`,
+      "runs; on: each stored broadcast is appended in PostgreSQL, one round trip, before delivery):",
+      "",
+      "| R4 | history off | history on | on against off |",
+      "|---|---:|---:|---:|",
+      row("p50 to each receiver, one in flight, µs", "p50_us", "difference"),
+      row("p99 to each receiver, one in flight, µs", "p99_us", "difference"),
+      row(`deliveries/s, ${runMedian(on.runs, "senders")} in flight`, "deliveries_per_s", "ratio"),
+      row("p50 to each receiver under that load, µs", "loaded_p50_us", "difference"),
+      row("relay CPU per delivery, µs", "server_cpu_us_per_delivery", "ratio"),
+      `| database CPU per delivery, µs | - | ${
+        fmt(runMedian(on.runs, "database_cpu_us_per_delivery"))
+      } | - |`,
+    );
+  }
+  const recovery = report.cases.room_recovery?.targets.relay_history;
+  if (recovery) {
+    const runs = recovery.runs ?? [];
+    lines.push(
+      "",
+      `${report.cases.room_recovery!.title}${
+        when("room_recovery")
+      }: by broadcasts missed, ms (median of the runs' medians; [fastest-slowest join]):`,
+      "",
+      "| missed | to room.joined | to the last replayed | replay per broadcast, µs |",
+      "|---:|---:|---:|---:|",
+      ...RECOVERY_MISSED.map((n) => {
+        const low = Math.min(...runs.map((r) => Number(r[`recover_${n}_min_ms`])));
+        const high = Math.max(...runs.map((r) => Number(r[`recover_${n}_max_ms`])));
+        return `| ${n.toLocaleString("en-US")} | ${fmt(runMedian(runs, `joined_${n}_ms`))} | ${
+          fmt(runMedian(runs, `recover_${n}_ms`))
+        } [${fmt(low)}-${fmt(high)}] | ${fmt(runMedian(runs, `replay_${n}_us_per_msg`))} |`;
+      }),
+      "",
+      `The room was filled through the server's publish at ${
+        fmt(runMedian(runs, "fill_publishes_per_s"))
+      } publishes/s (8 at a time, each one database round trip).`,
+    );
+  }
+  const sse = report.cases.room_sse_memory;
+  const ws = sse?.targets.relay;
+  const follower = sse?.targets.relay_sse;
+  if (sse && ws && follower) {
+    const spread = (s: { min: number; max: number }) =>
+      s.min === s.max ? "" : ` [${fmt(s.min)}-${fmt(s.max)}]`;
+    lines.push(
+      "",
+      `${sse.title}${when("room_sse_memory")}:`,
+      "",
+      "| connection | KiB per idle connection |",
+      "|---|---:|",
+      `| WebSocket member | ${fmt(ws.median)}${spread(ws)} |`,
+      `| SSE follower | ${fmt(follower.median)}${spread(follower)} |`,
+      `| follower against member | ${fmt(follower.median / ws.median)}x |`,
+    );
   }
   return lines;
 }

@@ -25,8 +25,9 @@ export interface RoomMember {
 
 /** A room case for the load generator. */
 export interface RoomLoadConfig {
-  readonly mode: "room_fanout" | "room_idle";
+  readonly mode: "room_fanout" | "room_idle" | "room_recovery" | "room_sse_idle";
   readonly wire: RoomWire;
+  /** room_sse_idle: followers, their URL `http://.../relay/rooms/<room>/events?jwt=...`. */
   readonly members: RoomMember[];
   /** room_idle: members opened, proven and closed first (module loads and JIT are not per member). */
   readonly warm?: RoomMember[];
@@ -37,6 +38,14 @@ export interface RoomLoadConfig {
   readonly payloadBytes?: number;
   readonly durationS: number;
   readonly warmupMs?: number;
+  /** room_recovery, room_sse_idle: a server's publish, `http://.../relay/rooms/<room>` (room appended). */
+  readonly publishBase?: string;
+  /** room_recovery, room_sse_idle: the relay's secret key, for the publish. */
+  readonly secretKey?: string;
+  /** room_recovery: the numbers of missed broadcasts to recover (the room is filled with the most, plus 10). */
+  readonly missed?: number[];
+  /** room_recovery: joins timed per number missed. */
+  readonly joins?: number;
 }
 
 /** A broadcast that has not reached every receiver after this long is counted lost and the next one goes. */
@@ -404,5 +413,293 @@ export async function roomIdle(config: RoomLoadConfig): Promise<RoomRunResult> {
     rooms: new Set(config.members.map((m) => m.room)).size,
     close_ms: performance.now() - start,
     relay_errors: trouble.length ? trouble.join(" ") : null,
+  };
+}
+
+/** A server's publish of one broadcast (`body`, JSON) into `room`; resolves to its offset. */
+async function publish(
+  config: RoomLoadConfig,
+  room: string,
+  body: string,
+): Promise<number | null> {
+  const res = await fetch(`${config.publishBase}${room}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${config.secretKey}`, "content-type": "application/json" },
+    body,
+  });
+  const text = await res.text();
+  if (res.status !== 202) {
+    throw new Error(`publish into ${room}: ${res.status} ${text.slice(0, 300)}`);
+  }
+  return (JSON.parse(text) as { offset: number | null }).offset;
+}
+
+/** Publishes `n` broadcasts of `bytes` into `room`, `parallel` at a time; resolves to the highest offset. */
+async function fill(
+  config: RoomLoadConfig,
+  room: string,
+  n: number,
+  bytes: number,
+  parallel = 8,
+): Promise<number> {
+  let next = 0;
+  let latest = 0;
+  const worker = async () => {
+    while (next < n) {
+      const s = next++;
+      const offset = await publish(config, room, `{"event":"m","payload":${stamp(-1, s, bytes)}}`);
+      if (offset === null) throw new Error(`publish into ${room}: no offset (is history on?)`);
+      latest = Math.max(latest, offset);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, n) }, worker));
+  return latest;
+}
+
+/**
+ * One recovering join: opens `url` with `&since=<since>`, then times
+ * `room.joined` and the last of the `missed` replayed broadcasts, checking
+ * that the relay said `recovered: true` and replayed since+1 .. since+missed
+ * in order; resolves once the socket has closed again.
+ */
+function recoverOnce(
+  url: string,
+  since: number,
+  missed: number,
+): Promise<{ joinedMs: number; doneMs: number }> {
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    const ws = new WebSocket(`${url}&since=${since}`);
+    let settled = false;
+    let joinedMs = NaN;
+    let got = 0;
+    const timer = setTimeout(
+      () => fail(`no full replay within ${SYNC_TIMEOUT_MS} ms`),
+      SYNC_TIMEOUT_MS,
+    );
+    const fail = (why: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (ws.readyState === WebSocket.OPEN) ws.close(1000, "bench done");
+      reject(new Error(`recover ${redact(url)} since ${since}: ${why}`));
+    };
+    const done = (doneMs: number) => {
+      settled = true;
+      clearTimeout(timer);
+      ws.onclose = () => resolve({ joinedMs, doneMs });
+      ws.close(1000, "bench done");
+    };
+    ws.onerror = (e) => {
+      e.preventDefault();
+      fail((e as ErrorEvent).message ?? "error");
+    };
+    ws.onclose = (e) => fail(`closed ${e.code} ${e.reason}`);
+    ws.onmessage = (e) => {
+      if (settled || typeof e.data !== "string") return;
+      const message = JSON.parse(e.data);
+      if (message.type === "room.joined") {
+        joinedMs = performance.now() - start;
+        if (message.recovered !== true || message.offset !== since + missed) {
+          return fail(`room.joined said offset ${message.offset}, recovered ${message.recovered}`);
+        }
+        if (missed === 0) done(joinedMs);
+      } else if (message.type === "broadcast") {
+        const offset = message.meta?.offset;
+        if (offset !== since + got + 1) {
+          return fail(`replay gave offset ${offset}, expected ${since + got + 1}`);
+        }
+        if (++got === missed) done(performance.now() - start);
+      } else if (message.type === "error") fail(`refused: ${e.data.slice(0, 300)}`);
+    };
+  });
+}
+
+function median(values: number[]): number {
+  const s = sorted(values);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+/**
+ * Recovery: fills one room through the server's publish with the largest
+ * number of `missed` plus 10 broadcasts (so the room is trimmed as it
+ * fills), then, for each number missed in turn (interleaved), joins with
+ * `?since=` that many behind the room's latest offset, `joins` times each,
+ * one join at a time, members rotating over the users of `members`.
+ */
+export async function roomRecovery(config: RoomLoadConfig): Promise<RoomRunResult> {
+  const missed = config.missed ?? [10, 100, 1000];
+  const joins = config.joins ?? 3;
+  const room = config.members[0]!.room;
+  const bytes = config.payloadBytes ?? 64;
+  const total = Math.max(...missed) + 10;
+  const fillStart = performance.now();
+  const latest = await fill(config, room, total, bytes);
+  const fillS = (performance.now() - fillStart) / 1000;
+  let turn = 0;
+  const urlOf = () => config.members[turn++ % config.members.length]!.url;
+  // Warm-up (module loads, JIT, the token cache), uncounted.
+  for (let i = 0; i < 3; i++) await recoverOnce(urlOf(), latest - missed[0]!, missed[0]!);
+  const times = new Map(missed.map((n) => [n, { joined: [] as number[], done: [] as number[] }]));
+  for (let j = 0; j < joins; j++) {
+    for (const n of missed) {
+      const { joinedMs, doneMs } = await recoverOnce(urlOf(), latest - n, n);
+      times.get(n)!.joined.push(joinedMs);
+      times.get(n)!.done.push(doneMs);
+    }
+  }
+  const result: RoomRunResult = {
+    room_filled_with: total,
+    latest_offset: latest,
+    fill_publishes_per_s: total / fillS,
+    joins_per_count: joins,
+  };
+  for (const [n, t] of times) {
+    const done = sorted(t.done);
+    result[`recover_${n}_ms`] = median(t.done);
+    result[`recover_${n}_min_ms`] = done[0]!;
+    result[`recover_${n}_max_ms`] = done[done.length - 1]!;
+    result[`joined_${n}_ms`] = median(t.joined);
+    result[`replay_${n}_us_per_msg`] = ((median(t.done) - median(t.joined)) / n) * 1000;
+  }
+  result.relay_errors = trouble.length ? trouble.join(" ") : null;
+  return result;
+}
+
+/** An SSE follower over a raw TCP connection: one connection each, nothing pooled. */
+interface Follower {
+  readonly conn: Deno.TcpConn;
+  readonly room: string;
+  /** `event: broadcast` lines read so far. */
+  broadcasts: number;
+  /** Settles when the stream has ended. */
+  reading: Promise<void>;
+}
+
+const encoder = new TextEncoder();
+
+/** Opens the event stream of `member.url`; resolves once `event: room.joined` arrives. */
+async function follow(member: RoomMember): Promise<Follower> {
+  const u = new URL(member.url);
+  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  const request = encoder.encode(
+    `GET ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\naccept: text/event-stream\r\n\r\n`,
+  );
+  for (let at = 0; at < request.length;) at += await conn.write(request.subarray(at));
+  let joined!: () => void;
+  let failed!: (error: Error) => void;
+  const ready = new Promise<void>((resolve, reject) => {
+    joined = resolve;
+    failed = reject;
+  });
+  const follower: Follower = { conn, room: member.room, broadcasts: 0, reading: Promise.resolve() };
+  follower.reading = (async () => {
+    const buffer = new Uint8Array(8192);
+    const decoder = new TextDecoder();
+    let rest = "";
+    let head = true;
+    let isJoined = false;
+    for (;;) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) break;
+      rest += decoder.decode(buffer.subarray(0, n), { stream: true });
+      if (head) {
+        const end = rest.indexOf("\r\n\r\n");
+        if (end < 0) continue;
+        const status = rest.slice(0, rest.indexOf("\r\n"));
+        if (!status.startsWith("HTTP/1.1 200 ")) {
+          failed(
+            new Error(`follow ${redact(member.url)}: ${status} ${rest.slice(end + 4, end + 300)}`),
+          );
+          break;
+        }
+        head = false;
+        rest = rest.slice(end + 4);
+      }
+      // Chunk-size lines of the chunked body fall between events and match nothing.
+      let nl;
+      while ((nl = rest.indexOf("\n")) >= 0) {
+        const line = rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+        if (line === "event: broadcast") follower.broadcasts++;
+        else if (line === "event: room.joined") {
+          isJoined = true;
+          joined();
+        }
+      }
+    }
+    if (!isJoined) failed(new Error(`follow ${redact(member.url)}: ended before room.joined`));
+  })();
+  await ready;
+  return follower;
+}
+
+/** Opens every follower, at most `parallel` at a time. */
+async function followAll(members: RoomMember[], parallel = 50): Promise<Follower[]> {
+  const followers: Follower[] = new Array(members.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < members.length) {
+      const i = next++;
+      followers[i] = await follow(members[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, members.length) }, worker));
+  return followers;
+}
+
+/** Proves that every follower hears its room: one server publish into each room reaches all of them. */
+async function proveFollowers(config: RoomLoadConfig, followers: Follower[]): Promise<void> {
+  const want = new Map(followers.map((f) => [f, f.broadcasts + 1]));
+  for (const room of new Set(followers.map((f) => f.room))) {
+    await publish(config, room, `{"event":"m","payload":${stamp(-1, 0, 64)}}`);
+  }
+  const deadline = performance.now() + SYNC_TIMEOUT_MS;
+  for (;;) {
+    const waiting = followers.filter((f) => f.broadcasts < want.get(f)!).length;
+    if (waiting === 0) return;
+    if (performance.now() > deadline) {
+      throw new Error(
+        `${waiting} of ${followers.length} followers did not hear their room's publish`,
+      );
+    }
+    await sleep(50);
+  }
+}
+
+async function closeFollowers(followers: Follower[]): Promise<void> {
+  for (const f of followers) {
+    try {
+      f.conn.close();
+    } catch { /* closed */ }
+  }
+  await Promise.all(followers.map((f) => f.reading));
+}
+
+/**
+ * Idle SSE followers, in the stages of {@linkcode roomIdle}: a warm-up
+ * (followers opened, proven, gone), `warm`, a line; then every follower
+ * open and proven (a server publish into each room reaches all of them),
+ * `ready`, a line, and all close.
+ */
+export async function roomSseIdle(config: RoomLoadConfig): Promise<RoomRunResult> {
+  const warmMembers = config.warm ?? [];
+  if (warmMembers.length) {
+    const warm = await followAll(warmMembers);
+    await proveFollowers(config, warm);
+    await closeFollowers(warm);
+  }
+  console.log(JSON.stringify({ stage: "warm" }));
+  await nextLine();
+  const followers = await followAll(config.members);
+  await proveFollowers(config, followers);
+  console.log(JSON.stringify({ stage: "ready" }));
+  await nextLine();
+  const start = performance.now();
+  await closeFollowers(followers);
+  return {
+    followers: followers.length,
+    rooms: new Set(config.members.map((m) => m.room)).size,
+    close_ms: performance.now() - start,
   };
 }
