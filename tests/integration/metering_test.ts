@@ -122,7 +122,9 @@ Deno.test({
 
       await t.step("metering records input transcriptions priced with their model", async () => {
         const user = crypto.randomUUID();
-        await withMeteredRelay(pg, {}, async (relay) => {
+        // With metering on, a client may pick only a listed transcription model (it sets the price).
+        const models = { OPENAI_TRANSCRIPTION_MODELS: "gpt-4o-transcribe,whisper-1" };
+        await withMeteredRelay(pg, models, async (relay) => {
           const client = await connect(relay, user);
           const completed = () =>
             client.events().filter((event) =>

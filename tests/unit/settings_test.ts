@@ -24,6 +24,7 @@ Deno.test("parseSettings applies every default from the contract", () => {
     openaiRealtimeUrl: "wss://api.openai.com/v1/realtime",
     openaiRealtimeModel: "gpt-realtime",
     openaiRealtimeModels: ["gpt-realtime"],
+    openaiTranscriptionModels: ["gpt-4o-transcribe", "gpt-4o-mini-transcribe"],
     allowedOrigins: null,
     allowedRoles: ["authenticated"],
     maxMessageBytes: 1_048_576,

@@ -108,10 +108,14 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     ...(deps.fetch ? { fetch: deps.fetch } : {}),
     ...(deps.authTimeoutMs ? { authTimeoutMs: deps.authTimeoutMs } : {}),
   });
+  const openAIOptions = settings.openaiApiKey === null
+    ? null
+    : { url: settings.openaiRealtimeUrl, apiKey: settings.openaiApiKey };
   const connectOpenAI = deps.connectOpenAI ??
-    (settings.openaiApiKey === null
-      ? null
-      : openAIConnector({ url: settings.openaiRealtimeUrl, apiKey: settings.openaiApiKey }));
+    (openAIOptions === null ? null : openAIConnector(openAIOptions));
+  const connectTranscription = openAIOptions === null
+    ? null
+    : openAIConnector(openAIOptions, "transcription");
   const ownDatabase = deps.database === undefined && settings.databaseUrl !== null &&
       (settings.metering || settings.resume || settings.rooms === "database" ||
         settings.roomHistory > 0)
@@ -127,28 +131,43 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     rateLimit: settings.rateLimit,
     upstreamTimeoutMs: settings.upstreamTimeoutMs,
   };
-  const openai = openAIRoute({
-    settings,
-    connect: connectOpenAI,
-    features: openAIRouteFeatures(settings, { telemetry, now, database, instance }),
-  });
-  const rooms = settings.rooms === "off" ? null : roomsRoute({
-    settings,
-    hub: new RoomHub({
+  // Rooms' pieces, shared by the rooms route and the OpenAI route's captions.
+  const roomsOn = settings.rooms !== "off";
+  const hub = roomsOn
+    ? new RoomHub({
       bus: deps.roomBus ?? roomBusFor(settings, instance, telemetry),
       now,
       // Below the loop's open deadline, so a member is let in before it.
       busWaitMs: Math.min(5000, Math.floor(settings.upstreamTimeoutMs / 2)),
+    })
+    : null;
+  const access = settings.rooms === "database" && database !== null
+    ? databaseAccess(database, now)
+    : openAccess;
+  const history = roomsOn && settings.roomHistory > 0 && database !== null
+    ? databaseHistory(database, { max: settings.roomHistory, ttlS: settings.roomHistoryTtlS })
+    : null;
+  const openai = openAIRoute({
+    settings,
+    connect: connectOpenAI,
+    connectTranscription,
+    rooms: roomsOn,
+    features: openAIRouteFeatures(settings, {
+      telemetry,
+      now,
+      database,
+      instance,
+      captions: hub === null ? null : { hub, access, history, now },
     }),
-    access: settings.rooms === "database" && database !== null
-      ? databaseAccess(database, now)
-      : openAccess,
+  });
+  const rooms = hub === null ? null : roomsRoute({
+    settings,
+    hub,
+    access,
     limits,
     telemetry,
     now,
-    history: settings.roomHistory > 0 && database !== null
-      ? databaseHistory(database, { max: settings.roomHistory, ttlS: settings.roomHistoryTtlS })
-      : null,
+    history,
     registry,
     deadlines,
   });

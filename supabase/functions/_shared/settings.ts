@@ -33,6 +33,11 @@ export interface Settings {
   readonly openaiRealtimeUrl: string;
   readonly openaiRealtimeModel: string;
   readonly openaiRealtimeModels: readonly string[];
+  /**
+   * Transcription models a client may choose (`audio.input.transcription.model`),
+   * on `?intent=transcription` connections always, on conversations with metering on.
+   */
+  readonly openaiTranscriptionModels: readonly string[];
   /** `null` when unset: any origin. */
   readonly allowedOrigins: readonly string[] | null;
   readonly allowedRoles: readonly string[];
@@ -139,6 +144,8 @@ export function parseSettings(env: Env): Settings {
         "",
     openaiRealtimeModel,
     openaiRealtimeModels: reader.list("OPENAI_REALTIME_MODELS") ?? [openaiRealtimeModel],
+    openaiTranscriptionModels: reader.list("OPENAI_TRANSCRIPTION_MODELS") ??
+      ["gpt-4o-transcribe", "gpt-4o-mini-transcribe"],
     allowedOrigins: reader.list("RELAY_ALLOWED_ORIGINS"),
     allowedRoles: reader.list("RELAY_ALLOWED_ROLES") ?? ["authenticated"],
     maxMessageBytes: reader.integer("RELAY_MAX_MESSAGE_BYTES", 1_048_576, 1),
@@ -220,12 +227,13 @@ function checkV2Dependencies(settings: Settings, problems: string[]): void {
       );
     }
   } else if (settings.budgetMicros !== null) {
-    const unpriced = settings.openaiRealtimeModels.filter((model) => !settings.prices[model]);
+    const unpriced = [...settings.openaiRealtimeModels, ...settings.openaiTranscriptionModels]
+      .filter((model) => !settings.prices[model]);
     if (unpriced.length > 0) {
       problems.push(
         `RELAY_PRICES: no price for ${
           unpriced.join(", ")
-        } (in OPENAI_REALTIME_MODELS); with a budget every model a client can pick needs one`,
+        } (in OPENAI_REALTIME_MODELS or OPENAI_TRANSCRIPTION_MODELS); with a budget every model a client can pick needs one`,
       );
     }
   }

@@ -5,6 +5,7 @@
  * (the state the feature must survive); everything it writes to a real one
  * is tested in tests/integration/metering_test.ts.
  */
+import { conversationContext } from "../../helpers/context.ts";
 import assert from "node:assert/strict";
 import { type Database, DatabaseError } from "../../../supabase/functions/_shared/db/client.ts";
 import { isRefusal } from "../../../supabase/functions/_shared/features/feature.ts";
@@ -63,12 +64,12 @@ async function admit(
   feature: ReturnType<typeof setup>["feature"],
   user: string = crypto.randomUUID(),
 ) {
-  const answer = await feature.admit!({
+  const answer = await feature.admit!(conversationContext({
     conn: crypto.randomUUID(),
     user,
     model: "gpt-realtime",
     session: null,
-  });
+  }));
   assert.ok(!isRefusal(answer), "admitted (fail-open)");
   return answer.hooks as ConnectionHooks;
 }
@@ -155,12 +156,12 @@ Deno.test("meteringFeature closes 4002 after the crossing response is delivered,
   );
   hooks.ended!({ frame: { code: 4002, reason: "budget_exceeded" }, by: "relay" });
   // The database is still away: a new connection is refused on what this instance knows.
-  const again = await feature.admit!({
+  const again = await feature.admit!(conversationContext({
     conn: crypto.randomUUID(),
     user,
     model: "gpt-realtime",
     session: null,
-  });
+  }));
   assert.ok(isRefusal(again));
   assert.equal(again.status, 429);
   assert.equal(again.error, "budget_exceeded");
@@ -172,12 +173,12 @@ Deno.test("meteringFeature closes 4002 after the crossing response is delivered,
 
 Deno.test("meteringFeature answers 503 metering_unavailable without fail-open", async () => {
   const { feature, events } = setup({ RELAY_METERING_FAIL_OPEN: "false" });
-  const answer = await feature.admit!({
+  const answer = await feature.admit!(conversationContext({
     conn: crypto.randomUUID(),
     user: crypto.randomUUID(),
     model: "gpt-realtime",
     session: null,
-  });
+  }));
   assert.ok(isRefusal(answer));
   assert.equal(answer.status, 503);
   assert.equal(answer.error, "metering_unavailable");
@@ -187,12 +188,12 @@ Deno.test("meteringFeature answers 503 metering_unavailable without fail-open", 
 
 Deno.test("meteringFeature refuses a token whose sub is no Supabase user id", async () => {
   const { feature } = setup();
-  const answer = await feature.admit!({
+  const answer = await feature.admit!(conversationContext({
     conn: crypto.randomUUID(),
     user: "not-a-uuid",
     model: "gpt-realtime",
     session: null,
-  });
+  }));
   assert.ok(isRefusal(answer));
   assert.equal(answer.error, "forbidden");
   await feature.close!();

@@ -4,6 +4,7 @@
  * before or after OpenAI's handshake, a load that fails, a connection that
  * ends while loading, a takeover reported by the database.
  */
+import { conversationContext } from "../../helpers/context.ts";
 import assert from "node:assert/strict";
 import type { Database } from "../../../supabase/functions/_shared/db/client.ts";
 import type {
@@ -93,12 +94,12 @@ function setUp(policyJson: Json | null = null) {
     store,
   });
   const open = (conn = crypto.randomUUID()) => {
-    const context: ConnectionContext = {
+    const context: ConnectionContext = conversationContext({
       conn,
       user: "user-1",
       model: "gpt-realtime",
       session: SESSION,
-    };
+    });
     const admission = feature.admit!(context);
     assert.ok(!(admission instanceof Promise) && !isRefusal(admission));
     const hooks = admission.hooks as ConnectionHooks;
@@ -131,7 +132,9 @@ Deno.test("resumeFeature.check refuses a malformed ?session= and ignores its abs
   assert.equal(feature.check!(url("?session=short"))?.error, "bad_session");
   assert.equal(feature.check!(url("?session="))?.error, "bad_session");
   // No ?session=: no hooks at all, the connection is untouched.
-  const admission = feature.admit!({ conn: "c", user: "u", model: "m", session: null });
+  const admission = feature.admit!(
+    conversationContext({ conn: "c", user: "u", model: "m", session: null }),
+  );
   assert.deepEqual(admission, {});
 });
 

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { GA_CLIENT_EVENTS } from "../../../supabase/functions/_shared/realtime/client_events.ts";
-import { parseSessionPolicy } from "../../../supabase/functions/_shared/realtime/session_policy.ts";
+import {
+  parseSessionPolicy,
+  transcriptionPolicy,
+} from "../../../supabase/functions/_shared/realtime/session_policy.ts";
 
 Deno.test("parseSessionPolicy reads a full policy", () => {
   const { policy, problems } = parseSessionPolicy(JSON.stringify({
@@ -15,6 +18,8 @@ Deno.test("parseSessionPolicy reads a full policy", () => {
     locked: ["instructions", "audio.output.voice"],
     maxOutputTokens: 1024,
     allowedEvents: ["input_audio_buffer.append", "response.create"],
+    transcriptionSession: null,
+    transcriptionLocked: ["instructions", "audio.output.voice"],
   });
   assert.ok(Object.isFrozen(policy) && Object.isFrozen(policy!.session));
 });
@@ -28,6 +33,8 @@ Deno.test("parseSessionPolicy applies the contract's defaults", async (t) => {
       locked: [],
       maxOutputTokens: null,
       allowedEvents: GA_CLIENT_EVENTS,
+      transcriptionSession: null,
+      transcriptionLocked: [],
     }],
     [
       "locked defaults to the session's keys, type excepted",
@@ -37,6 +44,8 @@ Deno.test("parseSessionPolicy applies the contract's defaults", async (t) => {
         locked: ["instructions", "tools"],
         maxOutputTokens: null,
         allowedEvents: GA_CLIENT_EVENTS,
+        transcriptionSession: null,
+        transcriptionLocked: [],
       },
     ],
     [
@@ -47,6 +56,23 @@ Deno.test("parseSessionPolicy applies the contract's defaults", async (t) => {
         locked: [],
         maxOutputTokens: null,
         allowedEvents: GA_CLIENT_EVENTS,
+        transcriptionSession: null,
+        transcriptionLocked: [],
+      },
+    ],
+    [
+      "a transcription session pinned, its keys locked on transcription connections",
+      '{"transcription_session":{"type":"transcription","audio":{"input":{"transcription":{"model":"gpt-4o-transcribe"}}}}}',
+      {
+        session: null,
+        locked: [],
+        maxOutputTokens: null,
+        allowedEvents: GA_CLIENT_EVENTS,
+        transcriptionSession: {
+          type: "transcription",
+          audio: { input: { transcription: { model: "gpt-4o-transcribe" } } },
+        },
+        transcriptionLocked: ["audio"],
       },
     ],
   ];
@@ -125,4 +151,32 @@ Deno.test("parseSessionPolicy names each problem", async (t) => {
       );
     });
   }
+});
+
+Deno.test("parseSessionPolicy refuses a transcription_session that is not one", () => {
+  for (
+    const raw of [
+      '{"transcription_session":{"type":"realtime"}}',
+      '{"transcription_session":{}}',
+      '{"transcription_session":"gpt-4o-transcribe"}',
+    ]
+  ) {
+    const { policy, problems } = parseSessionPolicy(raw);
+    assert.equal(policy, null, raw);
+    assert.match(
+      problems.join("\n"),
+      /"transcription_session" is not an object with "type": "transcription"/,
+    );
+  }
+});
+
+Deno.test("transcriptionPolicy pins and locks the transcription session in place of the conversation's", () => {
+  const { policy } = parseSessionPolicy(JSON.stringify({
+    session: { type: "realtime", instructions: "x" },
+    transcription_session: { type: "transcription", include: [] },
+  }));
+  const transcription = transcriptionPolicy(policy!);
+  assert.deepEqual(transcription.session, { type: "transcription", include: [] });
+  assert.deepEqual(transcription.locked, ["include"]);
+  assert.deepEqual(policy!.locked, ["instructions"], "the conversation's own lock is unchanged");
 });

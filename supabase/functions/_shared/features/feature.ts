@@ -3,6 +3,7 @@
  * upgrade, and hooks for each connection it admits (see relay/hooks.ts).
  * @module
  */
+import type { Identity } from "../auth/claims.ts";
 import type { Refusal } from "../http/refusal.ts";
 import type { ConnectionHooks } from "../relay/hooks.ts";
 
@@ -13,7 +14,16 @@ export interface ConnectionContext {
   readonly model: string;
   /** The client's `?session=` id, already validated; `null` when none. */
   readonly session: string | null;
+  /** A conversation (`?model=`), or a transcription session (`?intent=transcription`). */
+  readonly intent: Intent;
+  /** `?room=`: where the connection's captions go (already checked); `null` when none. */
+  readonly room: string | null;
+  /** Who the token says the user is (claims included, for SQL run as the user). */
+  readonly identity: Identity;
 }
+
+/** What kind of OpenAI session a connection opens. */
+export type Intent = "conversation" | "transcription";
 
 /** A feature's yes to one connection. */
 export interface Admission {

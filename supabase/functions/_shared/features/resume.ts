@@ -152,7 +152,9 @@ export function resumeFeature(options: ResumeOptions): RouteFeature {
       return session === null || isSessionId(session) ? null : refusal("bad_session");
     },
     admit: (context) => {
-      if (context.session === null) return {};
+      // A transcription session has no conversation to carry over: each
+      // connection opens a new one, and ?session= is not used (README).
+      if (context.session === null || context.intent === "transcription") return {};
       const connection = new ResumeConnection(shared, {
         conn: context.conn,
         user: context.user,

@@ -6,7 +6,7 @@
  * @module
  */
 import { checkClientMessage, policyRefusalEvent } from "../realtime/policy_verdict.ts";
-import type { SessionPolicy } from "../realtime/session_policy.ts";
+import { type SessionPolicy, transcriptionPolicy } from "../realtime/session_policy.ts";
 import { RELAY_CLOSE } from "../relay/close_codes.ts";
 import type { ConnectionHooks, ConnectionLink } from "../relay/hooks.ts";
 import type { Telemetry } from "../telemetry/log.ts";
@@ -17,13 +17,22 @@ import type { RouteFeature } from "./feature.ts";
 export const MAX_POLICY_REFUSALS = 20;
 
 /** The policy's hooks for each connection of the OpenAI route. */
-export function sessionPolicyFeature(policy: SessionPolicy, telemetry: Telemetry): RouteFeature {
+export function sessionPolicyFeature(
+  conversations: SessionPolicy,
+  telemetry: Telemetry,
+): RouteFeature {
+  // A transcription connection gets the transcription session pinned and locked instead.
+  const transcriptions = transcriptionPolicy(conversations);
   // Serialised once: every connection sends the same pin.
-  const pin = policy.session === null
-    ? null
-    : JSON.stringify({ type: "session.update", session: policy.session });
+  const pinOf = (policy: SessionPolicy) =>
+    policy.session === null
+      ? null
+      : JSON.stringify({ type: "session.update", session: policy.session });
+  const pins = { conversation: pinOf(conversations), transcription: pinOf(transcriptions) };
   return {
-    admit: ({ conn, user }) => {
+    admit: ({ conn, user, intent }) => {
+      const policy = intent === "transcription" ? transcriptions : conversations;
+      const pin = pins[intent];
       let refusals = 0;
       const hooks: ConnectionHooks = {
         fromClient: (data: Message, link: ConnectionLink) => {

@@ -28,7 +28,8 @@ export type RefusalCode =
   | "rooms_unavailable"
   | "bad_message"
   | "message_too_big"
-  | "bad_offset";
+  | "bad_offset"
+  | "bad_intent";
 
 /** A decision to answer with an HTTP error instead of upgrading. */
 export interface Refusal {
@@ -139,6 +140,11 @@ const REFUSALS: Readonly<Record<RefusalCode, Omit<Refusal, "error">>> = {
   bad_message: {
     status: 400,
     message: 'The body must be a JSON object {"event":"...","payload":...}.',
+    headers: {},
+  },
+  bad_intent: {
+    status: 400,
+    message: "?intent= may only be transcription.",
     headers: {},
   },
   bad_offset: {

@@ -29,7 +29,9 @@ export type RefusalCode =
   /** A system-role item while `instructions` is locked. */
   | "system_message"
   /** `session` / `response` / `item` present but not an object. */
-  | "malformed_event";
+  | "malformed_event"
+  /** A transcription model not in `OPENAI_TRANSCRIPTION_MODELS`. */
+  | "transcription_model";
 
 /** The policy's answer for one event. */
 export type PolicyVerdict =

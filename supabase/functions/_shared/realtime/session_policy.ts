@@ -20,6 +20,16 @@ export interface SessionPolicy {
   readonly maxOutputTokens: number | null;
   /** Client event types that may pass. */
   readonly allowedEvents: readonly string[];
+  /**
+   * v3: like `session`, pinned for `?intent=transcription` connections (which
+   * never get `session`); `null`: none.
+   */
+  readonly transcriptionSession: Readonly<Record<string, unknown>> | null;
+  /**
+   * Paths locked on transcription connections: an explicit `locked` (which
+   * applies to both kinds), else the top-level keys of `transcription_session` but `type`.
+   */
+  readonly transcriptionLocked: readonly string[];
 }
 
 /** The policy, or the problems that stop it (each naming the variable). */
@@ -28,7 +38,7 @@ export interface ParsedPolicy {
   readonly problems: readonly string[];
 }
 
-const KEYS = ["session", "locked", "max_output_tokens", "allowed_events"];
+const KEYS = ["session", "locked", "max_output_tokens", "allowed_events", "transcription_session"];
 const DOTTED = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 const NAME = "RELAY_SESSION_POLICY";
 const SESSION_TYPES = ["realtime", "transcription"];
@@ -69,10 +79,27 @@ export function parseSessionPolicy(raw: string | undefined): ParsedPolicy {
       problems.push(`${NAME}: "session" is not an object (the session.update body to pin)`);
     }
   }
-  let locked: string[] = session ? Object.keys(session).filter((key) => key !== "type") : [];
+  let transcriptionSession: Record<string, unknown> | null = null;
+  if (parsed.transcription_session !== undefined) {
+    if (
+      isPlainObject(parsed.transcription_session) &&
+      parsed.transcription_session.type === "transcription"
+    ) {
+      transcriptionSession = parsed.transcription_session;
+    } else {
+      problems.push(
+        `${NAME}: "transcription_session" is not an object with "type": "transcription" (the session.update body to pin on ?intent=transcription connections)`,
+      );
+    }
+  }
+  const topLevel = (body: Record<string, unknown> | null) =>
+    body ? Object.keys(body).filter((key) => key !== "type") : [];
+  let locked: string[] = topLevel(session);
+  let transcriptionLocked: string[] = topLevel(transcriptionSession);
   if (parsed.locked !== undefined) {
     if (Array.isArray(parsed.locked) && parsed.locked.every((p) => typeof p === "string")) {
       locked = parsed.locked as string[];
+      transcriptionLocked = locked;
       for (const path of locked) {
         if (!DOTTED.test(path)) {
           problems.push(
@@ -116,9 +143,23 @@ export function parseSessionPolicy(raw: string | undefined): ParsedPolicy {
       locked: Object.freeze([...locked]),
       maxOutputTokens,
       allowedEvents,
+      transcriptionSession: transcriptionSession ? deepFreeze(transcriptionSession) : null,
+      transcriptionLocked: Object.freeze([...transcriptionLocked]),
     }),
     problems: [],
   };
+}
+
+/**
+ * The policy a `?intent=transcription` connection runs under: the
+ * transcription session pinned and locked in place of the conversation's.
+ */
+export function transcriptionPolicy(policy: SessionPolicy): SessionPolicy {
+  return Object.freeze({
+    ...policy,
+    session: policy.transcriptionSession,
+    locked: policy.transcriptionLocked,
+  });
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -93,7 +93,7 @@ export class RoomHub {
       room,
       setTimeout(() => {
         this.#letGo.delete(room);
-        if (room.localSize > 0 || this.#rooms.get(room.name) !== room) return;
+        if (room.inUse || this.#rooms.get(room.name) !== room) return;
         this.#rooms.delete(room.name);
         room.close();
       }, this.#options.lingerMs ?? 5000),

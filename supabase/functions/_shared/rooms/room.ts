@@ -78,6 +78,8 @@ export class Room implements BusListener {
   /** Members are let in (the channel is joined and the others' presence is known, or waiting gave up). */
   #hearing = false;
   #gate: ReturnType<typeof setTimeout> | undefined;
+  /** Publishers that are not members (a connection's captions) keeping the channel joined. */
+  #holds = 0;
 
   constructor(options: RoomOptions) {
     this.name = options.name;
@@ -98,6 +100,22 @@ export class Room implements BusListener {
   /** Members and followers on this instance. */
   get localSize(): number {
     return this.#members.size;
+  }
+
+  /** Whether anything here still needs the room: a member, a follower or a publisher. */
+  get inUse(): boolean {
+    return this.#members.size > 0 || this.#holds > 0;
+  }
+
+  /** A publisher that is not a member (captions) keeps the room's channel while it lives. */
+  hold(): void {
+    this.#holds++;
+  }
+
+  /** The publisher is done. */
+  unhold(): void {
+    if (this.#holds > 0) this.#holds--;
+    if (!this.inUse) this.#options.onEmpty(this);
   }
 
   /** Adds a member or follower; it is opened once this instance hears the room. */
@@ -130,7 +148,7 @@ export class Room implements BusListener {
       this.#users.delete(member.user);
       this.#changed(this.#presence.remove(this.#instance, member.user), [], [member.user]);
     } else this.#publishCount();
-    if (this.localSize === 0) this.#options.onEmpty(this);
+    if (!this.inUse) this.#options.onEmpty(this);
   }
 
   /** A member's new presence state (last write wins, across tabs and instances). */

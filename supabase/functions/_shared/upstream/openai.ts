@@ -19,17 +19,34 @@ export function realtimeUrl(base: string, model: string): string {
   return url.href;
 }
 
+/** The upstream URL of a transcription session: `?intent=transcription`, no model (OpenAI's documented form). */
+export function transcriptionUrl(base: string): string {
+  const url = new URL(base);
+  url.search = "";
+  url.searchParams.set("intent", "transcription");
+  return url.href;
+}
+
 /** A bound on the URLs kept, should a caller pass models unchecked. */
 const MAX_CACHED_URLS = 64;
 
-/** Connects to OpenAI Realtime for each relayed connection. */
-export function openAIConnector(options: OpenAIUpstreamOptions): UpstreamConnector {
+/**
+ * Connects to OpenAI Realtime for each relayed connection: a conversation
+ * with the connection's model, or (`intent: "transcription"`) a
+ * transcription session, which takes no model.
+ */
+export function openAIConnector(
+  options: OpenAIUpstreamOptions,
+  intent: "conversation" | "transcription" = "conversation",
+): UpstreamConnector {
   // No `openai-beta.*` entry: OpenAI closes beta-shaped sessions with 4000.
   const protocols = ["realtime", `openai-insecure-api-key.${options.apiKey}`];
   // Built once per model (the handler only lets allowed models through): URL
   // parsing was 2 % of the relay's CPU per handshake.
   const urls = new Map<string, string>();
+  const transcription = intent === "transcription" ? transcriptionUrl(options.url) : null;
   const urlFor = (model: string) => {
+    if (transcription !== null) return transcription;
     let url = urls.get(model);
     if (url === undefined) {
       url = realtimeUrl(options.url, model);
