@@ -102,8 +102,13 @@ export class RoomMember implements Upstream, ConnectionHooks, Occupant {
   /** The relay loop's connector for this member: joins the room. */
   connect(events: UpstreamEvents): Upstream {
     this.#events = events;
-    this.#room = this.#hub.room(this.#roomName);
-    this.#room.admit(this);
+    // After the loop's constructor has returned (as echo opens): a room that
+    // already hears opens the member at once, and the loop must be whole by then.
+    queueMicrotask(() => {
+      if (this.#closed) return;
+      this.#room = this.#hub.room(this.#roomName);
+      this.#room.admit(this);
+    });
     return this;
   }
 
