@@ -1,5 +1,5 @@
 // The demo page's microphone capture, an AudioWorklet module (loaded by
-// demo.js with audioWorklet.addModule). It runs in the AudioWorkletGlobalScope,
+// audio.js with audioWorklet.addModule). It runs in the AudioWorkletGlobalScope,
 // where `sampleRate`, `AudioWorkletProcessor` and `registerProcessor` live.
 // It resamples the context's rate to 24 kHz (low-pass, then linear
 // interpolation), converts to PCM16 and posts chunks of `chunkSamples`. A
