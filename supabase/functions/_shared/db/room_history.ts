@@ -12,6 +12,7 @@
  * them expired, the next broadcast still continues from the last offset.
  * @module
  */
+import type { HistoryStart } from "../rooms/recovery.ts";
 import type { Database, Sql } from "./client.ts";
 
 /** How much each room keeps. */
@@ -67,8 +68,8 @@ export interface RoomHistoryRead {
   readonly messages: StoredMessage[];
 }
 
-/** Where to read from: after an offset (`?since=`), or the newest n (`?last=`). */
-export type HistoryFrom = { readonly since: number } | { readonly last: number };
+/** Where to read from: after an offset, or the newest n (the rooms' own {@linkcode HistoryStart}). */
+export type HistoryFrom = HistoryStart;
 
 /** The deadline of a call that names none: a broadcast or a join waits on it. */
 const HISTORY_DEADLINE_MS = 2000;

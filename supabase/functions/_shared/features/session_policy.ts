@@ -5,7 +5,11 @@
  * `1008 policy_violation` on the 20th. Server-to-client traffic is untouched.
  * @module
  */
-import { checkClientMessage, policyRefusalEvent } from "../realtime/policy_verdict.ts";
+import {
+  checkClientMessage,
+  type MessageDecision,
+  policyRefusalEvent,
+} from "../realtime/policy_verdict.ts";
 import { type SessionPolicy, transcriptionPolicy } from "../realtime/session_policy.ts";
 import { RELAY_CLOSE } from "../relay/close_codes.ts";
 import type { ConnectionHooks, ConnectionLink } from "../relay/hooks.ts";
@@ -15,6 +19,44 @@ import type { RouteFeature } from "./feature.ts";
 
 /** The refusal that closes a connection. */
 export const MAX_POLICY_REFUSALS = 20;
+
+/** Who a connection is, for the `policy.refused` lines. */
+export interface RefusalContext {
+  readonly conn: string;
+  readonly user: string;
+  readonly telemetry: Telemetry;
+}
+
+/**
+ * A client-message hook applying `check`: what passes is forwarded (as
+ * `forward` says), a refusal is answered in band with the contract's
+ * `relay_policy_violation` event and named in telemetry (never its content),
+ * and the connection's 20th refusal closes it `1008 policy_violation`.
+ */
+export function refusingInBand(
+  check: (
+    data: Message,
+  ) =>
+    | { readonly pass: true; readonly forward: Message }
+    | Exclude<MessageDecision, { pass: true }>,
+  context: RefusalContext,
+): NonNullable<ConnectionHooks["fromClient"]> {
+  let refusals = 0;
+  return (data: Message, link: ConnectionLink) => {
+    const decision = check(data);
+    if (decision.pass) return decision.forward;
+    refusals++;
+    context.telemetry.info("policy.refused", {
+      conn: context.conn,
+      user: context.user,
+      code: decision.code,
+      param: decision.param,
+    });
+    link.sendToClient(policyRefusalEvent(decision, decision.eventId));
+    if (refusals >= MAX_POLICY_REFUSALS) link.end(RELAY_CLOSE.policyViolation);
+    return null;
+  };
+}
 
 /** The policy's hooks for each connection of the OpenAI route. */
 export function sessionPolicyFeature(
@@ -33,23 +75,12 @@ export function sessionPolicyFeature(
     admit: ({ conn, user, intent }) => {
       const policy = intent === "transcription" ? transcriptions : conversations;
       const pin = pins[intent];
-      let refusals = 0;
       const hooks: ConnectionHooks = {
-        fromClient: (data: Message, link: ConnectionLink) => {
-          const decision = checkClientMessage(policy, data);
-          if (decision.pass) return decision.forward;
-          refusals++;
-          // Names what was refused, never what it held.
-          telemetry.info("policy.refused", {
-            conn,
-            user,
-            code: decision.code,
-            param: decision.param,
-          });
-          link.sendToClient(policyRefusalEvent(decision, decision.eventId));
-          if (refusals >= MAX_POLICY_REFUSALS) link.end(RELAY_CLOSE.policyViolation);
-          return null;
-        },
+        fromClient: refusingInBand((data) => checkClientMessage(policy, data), {
+          conn,
+          user,
+          telemetry,
+        }),
       };
       // The loop runs this before it flushes what the client queued, so the
       // pin is the first thing OpenAI hears.

@@ -6,15 +6,13 @@
  * session policy's do.
  * @module
  */
-import { policyRefusalEvent } from "../realtime/policy_verdict.ts";
 import { checkTranscriptionModel } from "../realtime/transcription_models.ts";
-import { RELAY_CLOSE } from "../relay/close_codes.ts";
 import type { ConnectionHooks } from "../relay/hooks.ts";
 import type { Telemetry } from "../telemetry/log.ts";
 import type { RouteFeature } from "./feature.ts";
-import { MAX_POLICY_REFUSALS } from "./session_policy.ts";
+import { refusingInBand } from "./session_policy.ts";
 
-/** The check for connections of `intents` (`metering`: conversations too). */
+/** The check on transcription connections, and on conversations too when `conversationsToo` (metering). */
 export function transcriptionModelsFeature(
   models: readonly string[],
   conversationsToo: boolean,
@@ -23,22 +21,11 @@ export function transcriptionModelsFeature(
   return {
     admit: ({ conn, user, intent }) => {
       if (intent === "conversation" && !conversationsToo) return {};
-      let refusals = 0;
       const hooks: ConnectionHooks = {
-        fromClient: (data, link) => {
-          const refused = checkTranscriptionModel(data, models);
-          if (refused === null) return data;
-          refusals++;
-          telemetry.info("policy.refused", {
-            conn,
-            user,
-            code: refused.code,
-            param: refused.param,
-          });
-          link.sendToClient(policyRefusalEvent(refused, refused.eventId));
-          if (refusals >= MAX_POLICY_REFUSALS) link.end(RELAY_CLOSE.policyViolation);
-          return null;
-        },
+        fromClient: refusingInBand(
+          (data) => checkTranscriptionModel(data, models) ?? { pass: true, forward: data },
+          { conn, user, telemetry },
+        ),
       };
       return { hooks };
     },

@@ -7,6 +7,7 @@
  * none twice and none missing in between.
  * @module
  */
+import type { AppendInput, RoomHistoryRead, StoredMessage } from "../db/room_history.ts";
 import type { Message } from "../upstream/upstream.ts";
 import { type HistoryStart, recoveredFor } from "./recovery.ts";
 import { broadcastText } from "./wire.ts";
@@ -14,35 +15,14 @@ import { broadcastText } from "./wire.ts";
 /** Where a joining member wants history from: after an offset, or the newest n. */
 export type RecoverFrom = HistoryStart;
 
+/** A broadcast to keep (the store's own shape). */
+export type BroadcastToKeep = AppendInput;
+
 /** A kept broadcast. */
-export interface StoredBroadcast {
-  readonly offset: number;
-  readonly user: string | null;
-  readonly id: string | null;
-  readonly event: string;
-  readonly payloadJson: string;
-  /** ISO 8601: when the relay accepted it. */
-  readonly at: string;
-}
+export type StoredBroadcast = StoredMessage;
 
-/** A broadcast to keep. */
-export interface BroadcastToKeep {
-  readonly room: string;
-  readonly user: string | null;
-  readonly id: string | null;
-  readonly event: string;
-  readonly payloadJson: string;
-  readonly at: string;
-}
-
-/** What was kept of a room, for a catch-up. */
-export interface KeptHistory {
-  /** The room's latest offset; `null` while it has nothing stored. */
-  readonly latest: number | null;
-  /** The oldest offset still kept; `null` when none is. */
-  readonly oldest: number | null;
-  readonly messages: readonly StoredBroadcast[];
-}
+/** What was kept of a room, for a catch-up: its latest and oldest offsets, and the messages asked for. */
+export type KeptHistory = RoomHistoryRead;
 
 /** The rooms' history in the project's Postgres. Every call rejects when the database fails. */
 export interface RoomHistory {
