@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import {
-  eventTypeOf,
   SSE_KEEPALIVE,
   sseClose,
   sseEvent,
@@ -28,17 +27,4 @@ Deno.test("sseClose ends with the code and reason as JSON and a one-second retry
   );
   assert.equal(SSE_KEEPALIVE.startsWith(":"), true, "a comment line");
   assert.equal(SSE_KEEPALIVE.endsWith("\n\n"), true);
-});
-
-Deno.test("eventTypeOf reads the type a member-facing text starts with", () => {
-  const table: [string, string | null][] = [
-    ['{"type":"broadcast","event":"x"}', "broadcast"],
-    ['{"type":"presence.leave","user":"u"}', "presence.leave"],
-    ['{"type":"room.joined"}', "room.joined"],
-    ['{"event":"x","type":"broadcast"}', null],
-    ['{"type":"bad type"}', null],
-    ["not json", null],
-    ["", null],
-  ];
-  for (const [text, expected] of table) assert.equal(eventTypeOf(text), expected, text);
 });

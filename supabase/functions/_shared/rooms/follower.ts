@@ -4,6 +4,7 @@
  * dropped, never buffered without bound, when it stops reading.
  * @module
  */
+import { eventTypeOf } from "../realtime/event_type.ts";
 import { RELAY_CLOSE } from "../relay/close_codes.ts";
 import type { Deadline, Deadlines } from "../relay/deadlines.ts";
 import type { Telemetry } from "../telemetry/log.ts";
@@ -11,7 +12,7 @@ import type { Message } from "../upstream/upstream.ts";
 import { Catchup, offsetOf, type RecoverFrom, type RoomHistory } from "./history.ts";
 import type { RoomHub } from "./hub.ts";
 import type { Occupant, Room } from "./room.ts";
-import { eventTypeOf, SSE_KEEPALIVE, sseClose, sseEvent } from "./sse.ts";
+import { SSE_KEEPALIVE, sseClose, sseEvent } from "./sse.ts";
 import { type PresenceEntry, type RoomAccess, roomJoinedText } from "./wire.ts";
 
 /** A comment at least this often keeps the stream open (the contract: at least every 15 s). */

@@ -18,10 +18,3 @@ export function sseEvent(event: string, data: string, id: number | null = null):
 export function sseClose(code: number, reason: string): string {
   return `event: close\ndata: ${JSON.stringify({ code, reason })}\nretry: 1000\n\n`;
 }
-
-const TYPE = /^\{"type":"([A-Za-z0-9_.]+)"/;
-
-/** The `type` a member-facing text starts with (every text the relay builds does); `null` otherwise. */
-export function eventTypeOf(text: string): string | null {
-  return TYPE.exec(text)?.[1] ?? null;
-}
