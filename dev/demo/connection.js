@@ -240,6 +240,25 @@ function newConversation() {
   }
 }
 
+/**
+ * The route's URL, with the Talk panel's choices on the OpenAI route:
+ * `?room=` publishes the conversation's transcripts into that room as live
+ * captions, `?intent=transcription` opens a transcription session instead of
+ * a conversation. Also the words the log says about them.
+ */
+function voiceUrl(route) {
+  const url = new URL(`${demo.config.relayUrl}${route}`);
+  if (route === "/relay/echo") return { url, captions: "" };
+  const room = $("captions-room").value.trim();
+  if (room) url.searchParams.set("room", room);
+  if ($("transcribe-only").checked) url.searchParams.set("intent", "transcription");
+  const words = [
+    ...(room ? [`captions into ${room}`] : []),
+    ...($("transcribe-only").checked ? ["transcription only"] : []),
+  ];
+  return { url, captions: words.length > 0 ? ` · ${words.join(", ")}` : "" };
+}
+
 const MODE_WORDS = {
   query: "token in ?jwt=",
   protocol: "token in a subprotocol",
@@ -259,6 +278,8 @@ function connect() {
   const mode = $("token-mode").value;
   const route = $("route").value;
   page.voiceRoute = route !== "/relay/echo";
+  const { url, captions } = voiceUrl(route);
+  page.transcription = url.searchParams.get("intent") === "transcription";
   // Made inside the click, so the browser lets it play without another gesture.
   if (page.voiceRoute) audio.ensureContext();
   page.accessToken = null;
@@ -268,10 +289,14 @@ function connect() {
   page.socketNotice = null;
   page.connectStartedAt = performance.now();
   setState("connecting");
-  log("sys", "connecting", `${route} · session ${demo.session} · ${MODE_WORDS[mode] ?? mode}`);
+  log(
+    "sys",
+    "connecting",
+    `${route} · session ${demo.session} · ${MODE_WORDS[mode] ?? mode}${captions}`,
+  );
   try {
     relay = connectRelay({
-      url: `${demo.config.relayUrl}${route}`,
+      url: url.href,
       session: demo.session,
       tokenIn: mode === "protocol" ? "protocol" : "query",
       // The echo route's server never speaks first: ready once the socket opens.

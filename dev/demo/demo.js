@@ -22,6 +22,7 @@
 //   audio.js         the AudioContext: microphone capture and playback
 //   audio_format.js  24 kHz PCM16, chunk length, the transcription model
 //   usage.js         the Usage panel (/api/usage)
+//   rooms.js         the Rooms panel: a room's chat, presence and live captions
 //   log.js           the Events panel
 //   banner.js        the banner above the panels
 //   bytes.js         base64 and SHA-256 helpers
@@ -43,6 +44,7 @@ import { bindConnection } from "./connection.js";
 import { setState } from "./status.js";
 import { bindComposer } from "./conversation.js";
 import { bindTalk, showVoiceStatus } from "./voice.js";
+import { bindRooms } from "./rooms.js";
 
 /** Attributes kept out of index.html so both Deno formatters agree on its layout. */
 function decorate() {
@@ -56,11 +58,39 @@ function decorate() {
   $("new-session").title = "a new session id: the next connection starts a fresh conversation";
   $("talk").title = "hold to speak (or hold the space bar); speaking over an answer interrupts it";
   $("vad").title = "session.update with audio.input.turn_detection = server_vad";
+  $("captions-room").placeholder = "off · e.g. public:lobby";
+  $("captions-room").title =
+    "at the next Connect: ?room= publishes this conversation's transcripts into the room " +
+    "as live captions (caption.delta, then caption)";
+  $("transcribe-only").title =
+    "at the next Connect: ?intent=transcription, a transcription session (no answers)";
+}
+
+/**
+ * What the page's address may change: `?as=<email>` signs in another dev user
+ * (a second member of a room is another user), `?relay=<ws url>` talks to
+ * another relay than the dev server's (a second instance on the same stack),
+ * `?captions=<room>` fills the Talk panel's "captions into room" and
+ * `?intent=transcription` ticks "transcribe only". The Rooms panel reads
+ * `?join=` and `?follow=` itself (rooms.js).
+ */
+function fromAddress(config) {
+  const query = new URLSearchParams(location.search);
+  const as = query.get("as")?.trim();
+  if (as && as.includes("@")) $("email").value = as;
+  const captions = query.get("captions")?.trim();
+  if (captions) $("captions-room").value = captions;
+  if (query.get("intent") === "transcription") $("transcribe-only").checked = true;
+  const relay = query.get("relay")?.trim();
+  if (relay && /^wss?:\/\/[^?#]+$/.test(relay.replace(/\/+$/, ""))) {
+    config.relayUrl = relay.replace(/\/+$/, "");
+  }
+  return config;
 }
 
 async function start() {
   decorate();
-  demo.config = await (await fetch("/dev/config")).json();
+  demo.config = fromAddress(await (await fetch("/dev/config")).json());
   $("relay-url").textContent = demo.config.relayUrl;
   $("upstream").textContent = demo.config.upstream === "openai"
     ? "OpenAI (real API key)"
@@ -69,6 +99,7 @@ async function start() {
   bindConnection();
   bindComposer();
   bindTalk();
+  bindRooms();
   setInterval(tickExpiry, 500);
   setInterval(showVoiceStatus, 100);
   setState("idle");

@@ -40,15 +40,24 @@ export function renewSession() {
   setSession(newSessionId());
 }
 
-/** Signs in the test user at the dev stack's Auth stand-in (a fresh token per connection). */
-async function fetchToken(mine) {
+/**
+ * Signs in `email` at the dev stack's Auth stand-in (any address: each is a
+ * user of its own, so a second tab with another address is another user):
+ * the session, `{access_token, expires_at, user: {id, email}}`.
+ */
+export async function devSession(email, expiresInS = 3600) {
   const response = await fetch("/dev/token", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email: $("email").value, expiresInS: Number($("ttl").value) }),
+    body: JSON.stringify({ email, expiresInS }),
   });
   if (!response.ok) throw new Error(`token request failed: ${response.status}`);
-  const session = await response.json();
+  return await response.json();
+}
+
+/** Signs in the test user at the dev stack's Auth stand-in (a fresh token per connection). */
+async function fetchToken(mine) {
+  const session = await devSession($("email").value, Number($("ttl").value));
   if (mine === page.run) {
     demo.user = session.user.email;
     demo.expiresAt = session.expires_at;

@@ -114,6 +114,8 @@ export const page = {
   accessToken: null,
   /** The OpenAI route (voice, usage), not the echo route. */
   voiceRoute: false,
+  /** A transcription session (`?intent=transcription`): turns get transcripts, no answers. */
+  transcription: false,
   /** The close notice the current socket got, if any. */
   socketNotice: null,
 };

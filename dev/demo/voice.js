@@ -64,7 +64,8 @@ export const voice = (() => {
       /** On the clock of `received[].at` (ms since Connect). */
       record.committedAt = Math.round((awaitingAudioSince - page.connectStartedAt) * 10) / 10;
       conversation.userAudio(record.ms);
-      send({ type: "response.create" });
+      // A transcription session only transcribes: there is no answer to ask for.
+      if (!page.transcription) send({ type: "response.create" });
     }
     record.sha256 = await sha256Hex(bytes);
   }
@@ -282,8 +283,28 @@ function setVad(on) {
   updateTalkControls();
 }
 
-/** Asks for PCM16 both ways, input transcription, and push-to-talk or server VAD. */
+/**
+ * Asks for PCM16 both ways, input transcription, and push-to-talk or server
+ * VAD; a transcription session (`?intent=transcription`) takes its own shape,
+ * input only.
+ */
 export function configureSession() {
+  if (page.transcription) {
+    send({
+      type: "session.update",
+      session: {
+        type: "transcription",
+        audio: {
+          input: {
+            format: { type: "audio/pcm", rate: AUDIO_RATE },
+            transcription: { model: TRANSCRIPTION_MODEL },
+            turn_detection: demo.voice.vad ? { type: "server_vad" } : null,
+          },
+        },
+      },
+    });
+    return;
+  }
   send({
     type: "session.update",
     session: {
