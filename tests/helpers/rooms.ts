@@ -54,7 +54,7 @@ export interface Member {
 
 /** Joins `room` as `user` and waits for `room.joined` (the first message). */
 export async function join(
-  relay: RelayUnderTest,
+  relay: Pick<RelayUnderTest, "wsUrl">,
   room: string,
   user: TestUser,
   query: Record<string, string> = {},
@@ -82,6 +82,99 @@ export async function join(
       } else if (message instanceof Uint8Array) client.socket.send(message);
       else client.socket.send(JSON.stringify(message));
     },
+  };
+}
+
+/** One server-sent event as a follower reads it. */
+export interface SseEvent {
+  /** `event:` (`message` when the block has none). */
+  readonly event: string;
+  /** `id:`, `null` when the block has none. */
+  readonly id: string | null;
+  /** The `data:` lines joined with newlines. */
+  readonly data: string;
+  /** `retry:`, `null` when the block has none. */
+  readonly retry: string | null;
+}
+
+/** An SSE follower of a room (`GET /relay/rooms/<room>/events`) and what it read. */
+export interface Follower {
+  readonly response: Response;
+  /** Every event so far, in order (comment blocks are only counted). */
+  readonly events: SseEvent[];
+  /** Comment blocks (keepalives) so far. */
+  comments(): number;
+  /** The `data` of every event named `type`, parsed. */
+  json(type: string): RoomEvent[];
+  /** Waits until `condition` holds, up to `ms` (default 5000). */
+  until(what: string, condition: () => boolean, ms?: number): Promise<void>;
+  /** Stops reading and waits for the reader to finish. */
+  close(): Promise<void>;
+  /** Settles when the stream has ended (closed by the relay, failed, or cancelled). */
+  readonly ended: Promise<void>;
+}
+
+/**
+ * Follows `room` on the relay listening on `relay.port` over server-sent
+ * events with `token` as `?jwt=` (plus `headers`, e.g. `Last-Event-ID`, and
+ * `query`), reading the stream into its events in the background. A refused
+ * request is returned unread: the caller consumes its body.
+ */
+export async function follow(
+  relay: { readonly port: number },
+  room: string,
+  token: string,
+  headers: Record<string, string> = {},
+  query: Record<string, string> = {},
+): Promise<Follower> {
+  const url = new URL(`http://127.0.0.1:${relay.port}/relay/rooms/${room}/events`);
+  url.searchParams.set("jwt", token);
+  for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
+  // Closing aborts the request: the body is locked by the reader, so it cannot be cancelled.
+  const abort = new AbortController();
+  const response = await fetch(url, { headers, signal: abort.signal });
+  const events: SseEvent[] = [];
+  let comments = 0;
+  const reading = (async () => {
+    if (!response.ok || response.body === null) return;
+    let buffer = "";
+    for await (const chunk of response.body.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const fields = { event: "message", id: null as string | null, data: [] as string[] };
+        let retry: string | null = null;
+        let comment = true;
+        for (const line of block.split("\n")) {
+          if (line.startsWith(":")) continue;
+          comment = false;
+          const at = line.indexOf(": ");
+          const [name, value] = at < 0 ? [line, ""] : [line.slice(0, at), line.slice(at + 2)];
+          if (name === "event") fields.event = value;
+          else if (name === "id") fields.id = value;
+          else if (name === "data") fields.data.push(value);
+          else if (name === "retry") retry = value;
+        }
+        if (comment) comments++;
+        else events.push({ ...fields, data: fields.data.join("\n"), retry });
+      }
+    }
+  })().catch(() => {});
+  return {
+    response,
+    events,
+    comments: () => comments,
+    json: (type) =>
+      events.filter((e) => e.event === type).map((e) => JSON.parse(e.data) as RoomEvent),
+    until: (what, condition, ms = 5000) => until(condition, ms, what),
+    close: async () => {
+      abort.abort();
+      await response.body?.cancel().catch(() => {});
+      await reading;
+    },
+    ended: reading,
   };
 }
 

@@ -6,9 +6,9 @@
  * publish, and followers over server-sent events.
  */
 import assert from "node:assert/strict";
-import { join, newUser, type RoomEvent, SECRET_KEY, withRooms } from "../helpers/rooms.ts";
+import { follow, join, newUser, type RoomEvent, SECRET_KEY, withRooms } from "../helpers/rooms.ts";
 import { postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.ts";
-import { type RelayUnderTest, UPGRADE_HEADERS } from "../helpers/relay_harness.ts";
+import { UPGRADE_HEADERS } from "../helpers/relay_harness.ts";
 import { sleep, until } from "../helpers/ws_client.ts";
 
 const skip = postgresUnavailable();
@@ -29,62 +29,6 @@ const broadcasts = (events: RoomEvent[]) =>
 
 function say(id: string, text: string, extra: Record<string, unknown> = {}) {
   return { type: "broadcast", event: "chat", payload: { text }, id, ...extra };
-}
-
-/** One SSE stream read into its events. */
-async function follow(
-  relay: RelayUnderTest,
-  room: string,
-  token: string,
-  headers: Record<string, string> = {},
-  query: Record<string, string> = {},
-) {
-  const url = new URL(`http://127.0.0.1:${relay.port}/relay/rooms/${room}/events`);
-  url.searchParams.set("jwt", token);
-  for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
-  const response = await fetch(url, { headers });
-  const events: { event: string; id: string | null; data: string; retry: string | null }[] = [];
-  let comments = 0;
-  const reading = (async () => {
-    if (!response.ok || response.body === null) return;
-    let buffer = "";
-    for await (const chunk of response.body.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
-      let end: number;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const fields = { event: "message", id: null as string | null, data: [] as string[] };
-        let retry: string | null = null;
-        let comment = true;
-        for (const line of block.split("\n")) {
-          if (line.startsWith(":")) continue;
-          comment = false;
-          const at = line.indexOf(": ");
-          const [name, value] = at < 0 ? [line, ""] : [line.slice(0, at), line.slice(at + 2)];
-          if (name === "event") fields.event = value;
-          else if (name === "id") fields.id = value;
-          else if (name === "data") fields.data.push(value);
-          else if (name === "retry") retry = value;
-        }
-        if (comment) comments++;
-        else events.push({ ...fields, data: fields.data.join("\n"), retry });
-      }
-    }
-  })().catch(() => {});
-  return {
-    response,
-    events,
-    comments: () => comments,
-    json: (type: string) =>
-      events.filter((e) => e.event === type).map((e) => JSON.parse(e.data) as RoomEvent),
-    until: (what: string, condition: () => boolean, ms = 5000) => until(condition, ms, what),
-    close: async () => {
-      await response.body?.cancel().catch(() => {});
-      await reading;
-    },
-    ended: reading,
-  };
 }
 
 Deno.test({
