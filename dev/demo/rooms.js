@@ -53,7 +53,10 @@ function freshRoom(room = null, mode = "member") {
     offset: null,
     /** Chat messages in the room's order: {offset, user, name, text, id, at}. */
     messages: [],
-    /** Captions per item and role: {itemId, role, user, text, final, deltas}. */
+    /**
+     * Captions per item and role: {itemId, role, user, text, final, deltas,
+     * streamed (the deltas joined, as shown before the final caption came)}.
+     */
     captions: [],
     /** Who is present: {user, state}. */
     presence: [],
@@ -250,7 +253,7 @@ function addCaption(event, payload, user) {
   const role = payload.role === "assistant" ? "assistant" : "user";
   let entry = view.captions.find((c) => c.itemId === itemId && c.role === role);
   if (!entry) {
-    entry = { itemId, role, user, text: "", final: false, deltas: 0 };
+    entry = { itemId, role, user, text: "", final: false, deltas: 0, streamed: "" };
     view.captions.push(entry);
   }
   if (event === "caption") {
@@ -258,6 +261,7 @@ function addCaption(event, payload, user) {
     entry.final = true;
   } else if (!entry.final && typeof payload.delta === "string") {
     entry.text += payload.delta;
+    entry.streamed += payload.delta;
     entry.deltas++;
   }
   showCaptions();
