@@ -72,6 +72,10 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Dat
       fetch_types: false,
       idle_timeout: 30,
       connect_timeout: 5,
+      // postgres.js's own reconnect wait grows past 7 s after a few failures,
+      // longer than any call's deadline: kept under half a second, a call made
+      // just after the database came back is not refused for a stale wait.
+      backoff: (attempt: number) => Math.min(0.5, 0.01 * 3 ** attempt),
       max_lifetime: 60 * 30,
       onnotice: () => {},
       connection: { application_name: "relay" },
