@@ -11,14 +11,11 @@ import {
   policyRefusalEvent,
 } from "../realtime/policy_verdict.ts";
 import { type SessionPolicy, transcriptionPolicy } from "../realtime/session_policy.ts";
-import { RELAY_CLOSE } from "../relay/close_codes.ts";
+import { MAX_REFUSALS, RELAY_CLOSE } from "../relay/close_codes.ts";
 import type { ConnectionHooks, ConnectionLink } from "../relay/hooks.ts";
 import type { Telemetry } from "../telemetry/log.ts";
 import type { Message } from "../upstream/upstream.ts";
 import type { RouteFeature } from "./feature.ts";
-
-/** The refusal that closes a connection. */
-export const MAX_POLICY_REFUSALS = 20;
 
 /** Who a connection is, for the `policy.refused` lines. */
 export interface RefusalContext {
@@ -53,7 +50,7 @@ export function refusingInBand(
       param: decision.param,
     });
     link.sendToClient(policyRefusalEvent(decision, decision.eventId));
-    if (refusals >= MAX_POLICY_REFUSALS) link.end(RELAY_CLOSE.policyViolation);
+    if (refusals >= MAX_REFUSALS) link.end(RELAY_CLOSE.policyViolation);
     return null;
   };
 }

@@ -25,6 +25,12 @@ export const RELAY_CLOSE = {
   policyViolation: { code: 1008, reason: "policy_violation" },
 } as const satisfies Record<string, CloseFrame>;
 
+/**
+ * In-band refusals one connection may earn (policy, room messages) before the
+ * last of them closes it `1008 policy_violation`.
+ */
+export const MAX_REFUSALS = 20;
+
 /** The longest close reason a control frame can carry (125 bytes less the code). */
 export const MAX_REASON_BYTES = 123;
 

@@ -59,11 +59,6 @@ export class RoomHub {
     return this.#rooms.get(name)?.count() ?? 0;
   }
 
-  /** Rooms this instance is in. */
-  get size(): number {
-    return this.#rooms.size;
-  }
-
   /**
    * A server's broadcast into `name`: to members here and through the room's
    * channel, or once through the bus when this instance is not in the room.

@@ -9,7 +9,7 @@
  * @module
  */
 import { closeNotice } from "../realtime/close_notice.ts";
-import { type CloseFrame, RELAY_CLOSE } from "../relay/close_codes.ts";
+import { type CloseFrame, MAX_REFUSALS, RELAY_CLOSE } from "../relay/close_codes.ts";
 import type { ClosedBy, ConnectionHooks, ConnectionLink } from "../relay/hooks.ts";
 import type { Message, Upstream, UpstreamEvents } from "../upstream/upstream.ts";
 import { Catchup, type RecoverFrom, type RoomHistory } from "./history.ts";
@@ -28,9 +28,6 @@ import {
   roomJoinedText,
   type WireProblem,
 } from "./wire.ts";
-
-/** Refusals one connection may earn before it is closed `1008 policy_violation`. */
-export const MAX_REFUSALS = 20;
 
 /** Who a member is. */
 export interface MemberIdentity {
