@@ -29,6 +29,8 @@ export interface Report {
   versions: Record<string, string>;
   /** A full run with `--only` merged into the last full results: which cases, and when. */
   rerun?: { cases: string[]; at: string };
+  /** Earlier such merges, oldest first (each case's figures are from the latest that names it). */
+  reruns_before?: { cases: string[]; at: string }[];
 }
 
 const LABELS: Record<string, string> = {
@@ -51,6 +53,8 @@ const LABELS: Record<string, string> = {
   relay_recover_1000: "1,000 missed",
   relay_ws_members: "this relay, WS members",
   relay_sse: "this relay, SSE followers",
+  relay_captions_off: "this relay, rooms on, no ?room=",
+  relay_captions: "this relay, captions to 20",
 };
 const COLORS: Record<string, string> = {
   direct: "#9aa5b1",
@@ -72,12 +76,15 @@ const COLORS: Record<string, string> = {
   relay_recover_1000: "#5f3dc4",
   relay_ws_members: "#d6336c",
   relay_sse: "#a61e4d",
+  relay_captions_off: "#d6336c",
+  relay_captions: "#a61e4d",
 };
 
 /** Room cases whose "relay" target is one side of a comparison, named as such in the chart. */
 const RELAY_RENAMED: Record<string, string> = {
   room_history: "relay_history_off",
   room_sse_memory: "relay_ws_members",
+  voice_captions: "relay_captions_off",
 };
 
 /** The numbers of missed broadcasts the recovery case (R5) times. */

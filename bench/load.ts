@@ -7,9 +7,11 @@
 import { rawClient } from "../tests/stand_ins/raw_client.ts";
 import { FLOOD_COMMAND } from "./upstream.ts";
 import {
+  joinAll,
   roomFanout,
   roomIdle,
   type RoomLoadConfig,
+  type RoomMember,
   roomRecovery,
   roomSseIdle,
 } from "./rooms_load.ts";
@@ -36,6 +38,12 @@ export interface LoadConfig {
    * the same size, and the one-message echo sends `input_audio_buffer.clear`.
    */
   readonly events?: boolean;
+  /**
+   * voice: room members (distinct users, `/relay/rooms/<room>?jwt=`) joined
+   * before the sessions open and idle throughout; they count the captions the
+   * relay publishes into their room (`?room=` on the sessions' URLs).
+   */
+  readonly roomMembers?: RoomMember[];
 }
 
 const WARMUP_MS = 300;
@@ -270,12 +278,52 @@ function appendEvent(): string {
   return JSON.stringify({ type: "input_audio_buffer.append", audio });
 }
 
+/** What a room member received of the captions published into its room. */
+interface CaptionCount {
+  deltas: number;
+  finished: number;
+  other: number;
+}
+
+const CAPTION_DELTA = '{"type":"broadcast","event":"caption.delta"';
+const CAPTION = '{"type":"broadcast","event":"caption"';
+
+/** Counts the captions each member hears (a prefix test per message: the load core is busy). */
+function countCaptions(members: WebSocket[]): CaptionCount[] {
+  return members.map((ws) => {
+    const count = { deltas: 0, finished: 0, other: 0 };
+    ws.onmessage = (e) => {
+      const data = e.data;
+      if (typeof data !== "string") return;
+      if (data.startsWith(CAPTION_DELTA)) count.deltas++;
+      else if (data.startsWith(CAPTION)) count.finished++;
+      else count.other++;
+    };
+    return count;
+  });
+}
+
+/**
+ * The transcript events the bench upstream sends a session for `appends`
+ * appends (bench/upstream.ts: one small event every 25 appends; of every 250,
+ * the 225th is the finished transcript and the 250th `response.done`).
+ */
+function transcriptEvents(appends: number): { deltas: number; finished: number } {
+  const small = Math.floor(appends / 25);
+  const finished = Math.floor((appends + 25) / 250);
+  return { deltas: small - finished - Math.floor(appends / 250), finished };
+}
+
 async function voice(config: LoadConfig) {
+  // Members first, so that they hear every caption of the window.
+  const members = config.roomMembers?.length ? await joinAll(config.roomMembers, "relay") : [];
+  const heard = countCaptions(members);
   const sockets = await openMany(config, config.connections);
   const event = appendEvent();
   let received = 0;
   let sent = 0;
-  for (const ws of sockets) onReply(ws, () => received++);
+  const sentBy = new Array<number>(sockets.length).fill(0);
+  sockets.forEach((ws) => onReply(ws, () => received++));
   const start = performance.now();
   const end = start + config.durationS * 1000 + VOICE_WARMUP_MS;
   let steady = false;
@@ -289,10 +337,12 @@ async function voice(config: LoadConfig) {
     const due = start + tick * 20;
     const wait = due - performance.now();
     if (wait > 0) await sleep(wait);
-    for (const ws of sockets) {
+    for (let i = 0; i < sockets.length; i++) {
+      const ws = sockets[i]!;
       if (ws.readyState === WebSocket.OPEN) {
         ws.send(event);
         sent++;
+        sentBy[i]!++;
       }
     }
   }
@@ -301,11 +351,39 @@ async function voice(config: LoadConfig) {
   const seconds = (performance.now() - start) / 1000;
   const stillOpen = sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length;
   await closeAll(sockets);
+  // The last captions may trail the sessions' last replies by a little.
+  if (members.length) await sleep(300);
+  await closeAll(members);
   return {
     sent,
     received,
     session_seconds: seconds * config.connections,
     still_open: stillOpen,
+    ...(members.length ? captionFigures(heard, sentBy) : {}),
+  };
+}
+
+/** What the members heard against what the sessions' transcripts were: the proof that captions flowed. */
+function captionFigures(heard: CaptionCount[], sentBy: number[]) {
+  const expected = { deltas: 0, finished: 0 };
+  for (const appends of sentBy) {
+    const events = transcriptEvents(appends);
+    expected.deltas += events.deltas;
+    expected.finished += events.finished;
+  }
+  const deltas = heard.map((c) => c.deltas);
+  const finished = heard.map((c) => c.finished);
+  const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
+  return {
+    caption_members: heard.length,
+    /** Per member, if every session's transcripts became captions. */
+    caption_deltas_expected: expected.deltas,
+    captions_expected: expected.finished,
+    caption_deltas_received: sum(deltas),
+    captions_received: sum(finished),
+    caption_deltas_per_member_min: Math.min(...deltas),
+    captions_per_member_min: Math.min(...finished),
+    member_other_messages: sum(heard.map((c) => c.other)),
   };
 }
 

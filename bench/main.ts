@@ -67,6 +67,8 @@ const PORTS = {
   /** The relay with room history on (R4, R5), and the one SSE followers hold (R6). */
   relay_history: 18101,
   relay_sse: 18102,
+  /** The relay with rooms on in the voice captions case (with and without `?room=`). */
+  relay_captions: 18103,
 };
 /**
  * The upstream listens on one port per relay, so that connections a relay
@@ -94,7 +96,8 @@ type TargetName =
   | "relay_policy"
   | "relay_all"
   | RoomPeer
-  | RoomRelay;
+  | RoomRelay
+  | "relay_captions";
 /** The room baselines: rooms as users of each stack build them (bench/baselines/rooms_*). */
 type RoomPeer = "rooms_deno_map" | "rooms_node_ws" | "rooms_socketio";
 const ROOM_PEERS: readonly TargetName[] = [
@@ -108,8 +111,18 @@ const ROOM_PEERS: readonly TargetName[] = [
  * but held by SSE followers instead of WebSocket members.
  */
 type RoomRelay = "relay_history" | "relay_sse";
-/** Targets of the room cases alone (never in cases 1-7). */
-const ROOM_ONLY: readonly TargetName[] = [...ROOM_PEERS, "relay_history", "relay_sse"];
+/**
+ * The voice captions case's sessions with `?room=` (its other side is "relay",
+ * the same relay with rooms on and no `?room=`).
+ */
+const CAPTIONS_TARGET = "relay_captions";
+/** Targets of the room cases and the captions case alone (never in cases 1-7). */
+const ROOM_ONLY: readonly TargetName[] = [
+  ...ROOM_PEERS,
+  "relay_history",
+  "relay_sse",
+  CAPTIONS_TARGET,
+];
 type RelayTarget = "relay" | "relay_policy" | "relay_all";
 const TARGETS: TargetName[] = (
   [
@@ -123,6 +136,7 @@ const TARGETS: TargetName[] = (
     ...ROOM_PEERS,
     "relay_history",
     "relay_sse",
+    CAPTIONS_TARGET,
   ] as const
 ).filter((t) => !TARGET_FILTER || TARGET_FILTER.includes(t));
 
@@ -176,6 +190,10 @@ function targetsFor(name: string): TargetName[] {
   }
   if (name === "room_recovery") return TARGETS.filter((t) => t === "relay_history");
   if (name === "room_sse_memory") return TARGETS.filter((t) => t === "relay" || t === "relay_sse");
+  // The same relay (rooms on), without `?room=` and with it.
+  if (name === "voice_captions") {
+    return TARGETS.filter((t) => t === "relay" || t === CAPTIONS_TARGET);
+  }
   if (name.startsWith("room_")) {
     return TARGETS.filter((t) => ROOM_PEERS.includes(t) || t === "relay");
   }
@@ -201,6 +219,8 @@ const SIZE = QUICK
     idle: 100,
     voiceSessions: 10,
     voiceSeconds: 2,
+    /** Voice captions: long enough (with the 1 s warm-up) for a finished transcript, at append 225. */
+    captionsVoiceSeconds: 4,
     slowSeconds: 2,
     roomIdleMembers: 200,
     sseFollowers: 200,
@@ -212,6 +232,7 @@ const SIZE = QUICK
     idle: 2000,
     voiceSessions: 50,
     voiceSeconds: 10,
+    captionsVoiceSeconds: 10,
     slowSeconds: 6,
     roomIdleMembers: 2000,
     sseFollowers: 1000,
@@ -235,6 +256,8 @@ const ROOMS = {
   recoveryUsers: 10,
   /** R6: the rooms the followers (or members) spread over. */
   sseRooms: 5,
+  /** Voice captions: the idle members (distinct users) of the room the sessions caption into. */
+  captionMembers: 20,
 };
 
 /** The secret key the relay recognises for a server's publish in R5 and R6 (`SUPABASE_SECRET_KEYS`). */
@@ -345,6 +368,10 @@ async function startTarget(
     PATH: Deno.env.get("PATH") ?? "",
     HOME: Deno.env.get("HOME") ?? "/tmp",
   };
+  // The voice captions case, both sides: the relay with rooms on (one instance).
+  if (target === CAPTIONS_TARGET || (target === "relay" && caseName === "voice_captions")) {
+    return await startRoomRelay(target, PORTS.relay_captions, { RELAY_ROOMS_BUS: "off" });
+  }
   if (target === "relay" && caseName.startsWith("room_")) {
     return await startRoomRelay("relay", PORTS.relay_rooms, {
       RELAY_ROOMS_BUS: "off",
@@ -517,6 +544,8 @@ interface CaseDef {
   readonly metric: string;
   readonly unit: string;
   readonly better: "higher" | "lower";
+  /** Repetitions in a full run, when not SIZE.reps (a small difference to measure). */
+  readonly reps?: number;
   /** Why the whole case cannot run here (e.g. a stand-in not written yet), or null. */
   skip?(): Promise<string | null>;
   /** Starts what the case runs against, when that is not one target's server. */
@@ -690,6 +719,38 @@ async function idleRss(
 
 const REALTIME_STAND_IN = `${ROOT}tests/stand_ins/supabase_realtime.ts`;
 
+/** The voice captions case's target: captions into a room of 20 cost at most this much more CPU. */
+const CAPTIONS_TARGET_RATIO = 1.15;
+
+/**
+ * Runs voice sessions (case 6's profile) and reads the server's CPU over the
+ * steady window only: one-time warm-up (module loads, JIT) is not per session;
+ * a session's handshake is case 4.
+ */
+async function voiceSessions(
+  server: Server,
+  config: LoadConfig,
+): Promise<Record<string, number | string | null>> {
+  const window = { cpu: 0, at: 0, seconds: 0, cpuS: 0 };
+  const result = await load(config, (line) => {
+    if (line.stage === "steady") {
+      window.cpu = cpuSeconds(server.pid);
+      window.at = performance.now();
+    } else if (line.stage === "steady_end") {
+      window.cpuS = cpuSeconds(server.pid) - window.cpu;
+      window.seconds = (performance.now() - window.at) / 1000;
+    }
+    return Promise.resolve();
+  });
+  const sessionSeconds = window.seconds * config.connections;
+  return {
+    ...result,
+    steady_cpu_s: window.cpuS,
+    steady_session_s: sessionSeconds,
+    cpu_s_per_400s: (window.cpuS / sessionSeconds) * 400,
+  };
+}
+
 /** What the bus case uses of the Supabase Realtime stand-in. */
 interface RealtimeStandIn {
   readonly url: string;
@@ -829,36 +890,86 @@ const CASES: Record<string, CaseDef> = {
     metric: "cpu_s_per_400s",
     unit: "CPU-s",
     better: "lower",
+    run: (t, server) =>
+      voiceSessions(server, {
+        ...base,
+        events: t === "relay_all",
+        mode: "voice",
+        urls: urlsFor(t, SIZE.voiceSessions / 5),
+        durationS: SIZE.voiceSeconds,
+        connections: SIZE.voiceSessions,
+      }),
+  },
+  voice_captions: {
+    title:
+      `6c. Voice sessions (${SIZE.voiceSessions} at once), rooms on: CPU-s per 400 s session, without ?room= and with captions to ${ROOMS.captionMembers} members`,
+    metric: "cpu_s_per_400s",
+    unit: "CPU-s",
+    better: "lower",
+    // The difference sought is about 10 %, within one run's spread on this VM.
+    reps: 6,
+    unavailable: () => roomsRouteMissing(PORTS.relay_captions),
     async run(t, server) {
-      // Steady state only: one-time warm-up (module loads, JIT) is not per session;
-      // a session's handshake is case 4.
-      const window = { cpu: 0, at: 0, seconds: 0, cpuS: 0 };
-      const result = await load(
-        {
-          ...base,
-          events: t === "relay_all",
-          mode: "voice",
-          urls: urlsFor(t, SIZE.voiceSessions / 5),
-          durationS: SIZE.voiceSeconds,
-          connections: SIZE.voiceSessions,
-        },
-        (line) => {
-          if (line.stage === "steady") {
-            window.cpu = cpuSeconds(server.pid);
-            window.at = performance.now();
-          } else if (line.stage === "steady_end") {
-            window.cpuS = cpuSeconds(server.pid) - window.cpu;
-            window.seconds = (performance.now() - window.at) / 1000;
-          }
-          return Promise.resolve();
-        },
-      );
-      const sessionSeconds = window.seconds * SIZE.voiceSessions;
+      // Case 6's sessions, on users of their own (5 connections each, the
+      // per-user cap); the members are other users, joined on both sides, so
+      // that `?room=` is the only difference.
+      const sessionUsers = SIZE.voiceSessions / 5;
+      const tokens = await distinctUserTokens(sessionUsers + ROOMS.captionMembers);
+      const room = freshRoom("captions");
+      const at = `ws://127.0.0.1:${PORTS.relay_captions}`;
+      const captions = t === CAPTIONS_TARGET;
+      const result = await voiceSessions(server, {
+        ...base,
+        mode: "voice",
+        urls: tokens.slice(0, sessionUsers).map((token) =>
+          `${at}/relay?jwt=${token}${captions ? `&room=${room}` : ""}`
+        ),
+        durationS: SIZE.captionsVoiceSeconds,
+        connections: SIZE.voiceSessions,
+        roomMembers: tokens.slice(sessionUsers).map((token) => ({
+          url: `${at}/relay/rooms/${room}?jwt=${token}`,
+          room,
+          group: "all",
+        })),
+      });
+      // The proof: with `?room=` every member heard captions (finished ones
+      // too, once a session reached one); without, none.
+      const heard = Number(result.caption_deltas_received) + Number(result.captions_received);
+      if (captions) {
+        const flowed = Number(result.caption_deltas_per_member_min) > 0 &&
+          (Number(result.captions_expected) === 0 || Number(result.captions_per_member_min) > 0);
+        if (!flowed) {
+          throw new Error(
+            `voice_captions: captions did not reach every member: ${JSON.stringify(result)}`,
+          );
+        }
+      } else if (heard !== 0) {
+        throw new Error(`voice_captions: members heard ${heard} captions without ?room=`);
+      }
       return {
         ...result,
-        steady_cpu_s: window.cpuS,
-        steady_session_s: sessionSeconds,
-        cpu_s_per_400s: (window.cpuS / sessionSeconds) * 400,
+        caption_delivery_share: captions
+          ? heard / ((Number(result.caption_deltas_expected) + Number(result.captions_expected)) *
+            Number(result.caption_members))
+          : 0,
+      };
+    },
+    derive(targets) {
+      const off = targets.relay;
+      const on = targets[CAPTIONS_TARGET];
+      if (!off || !on) return {};
+      // Also per repetition (the two sides run back to back), which drift on the machine hits less.
+      const paired = on.runs.flatMap((r, i) => {
+        const o = off.runs[i];
+        return o ? [Number(r.cpu_s_per_400s) / Number(o.cpu_s_per_400s)] : [];
+      });
+      const spread = summarise(paired);
+      return {
+        captions_to_without_cpu_ratio: on.median / off.median,
+        paired_ratio_median: spread.median,
+        paired_ratio_min: spread.min,
+        paired_ratio_max: spread.max,
+        target_ratio_at_most: CAPTIONS_TARGET_RATIO,
       };
     },
   },
@@ -1301,11 +1412,14 @@ try {
     const skipped: Record<string, string> = {};
     const caseSkip = targets.length ? await def.skip?.() ?? null : null;
     if (caseSkip) skipped["*"] = caseSkip;
-    for (let rep = 0; rep < SIZE.reps && !caseSkip; rep++) {
+    const reps = QUICK ? SIZE.reps : def.reps ?? SIZE.reps;
+    for (let rep = 0; rep < reps && !caseSkip; rep++) {
       // Targets interleave within each repetition, so drift on the machine hits
       // all alike, and the order rotates between repetitions, so that no target
       // always runs right after the others (e.g. amid their TIME_WAIT sockets).
-      const order = targets.map((_, i) => targets[(i + rep * 2) % targets.length]!);
+      // (A step of 2 would never rotate a pair: a pair alternates which goes first.)
+      const step = targets.length === 2 ? 1 : 2;
+      const order = targets.map((_, i) => targets[(i + rep * step) % targets.length]!);
       for (const target of order) {
         if (skipped[target] || skipped["*"]) continue;
         let server: Server;
@@ -1399,7 +1513,7 @@ const report: Record<string, unknown> & {
   relay_settings_raised: RELAY_RAISED,
   relay_room_settings: {
     ...ROOM_RELAY,
-    RELAY_ROOMS_BUS: "off (R1, R2, R4-R6); realtime (R3)",
+    RELAY_ROOMS_BUS: "off (R1, R2, R4-R6, voice_captions); realtime (R3)",
     RELAY_ROOM_HISTORY: `${ROOMS.historyKeep} for relay_history (R4, R5); off elsewhere`,
   },
   sizes: SIZE,

@@ -23,6 +23,9 @@ const NAMES: Record<string, string> = {
   relay_all: "this relay, all v2 features",
 };
 
+/** Cases with tables of their own, not in the table of cases 1-7. */
+const OWN_SECTION = /^(room_|voice_captions)/;
+
 /** Cases where "direct" is the upstream's own figure, not a relay: no ratio to it. */
 const DIRECT_IS_REFERENCE = ["memory", "voice", "slow_reader"];
 
@@ -33,7 +36,7 @@ function advantage(a: number, b: number, better: "higher" | "lower"): number {
 
 /** The Markdown for a report: figures with spread, then the relay against each peer. */
 export function renderTables(report: Report): string {
-  const cases = expandCases(report).filter(([name]) => !name.startsWith("room_")).map((
+  const cases = expandCases(report).filter(([name]) => !OWN_SECTION.test(name)).map((
     [name, c],
   ) => ({
     ...c,
@@ -114,8 +117,60 @@ export function renderTables(report: Report): string {
         }${fmt(on.median / off)}x the relay without), same run.`,
     );
   }
+  lines.push(...renderCaptionsTable(report));
   lines.push(...renderRoomTables(report));
   return lines.join("\n");
+}
+
+/**
+ * " (run of <date>)" for a case merged in from a later `--only` run (the
+ * latest merge that names it), whose figures are not from the first run.
+ */
+function runOf(report: Report, name: string): string {
+  const merges = [...(report.reruns_before ?? []), ...(report.rerun ? [report.rerun] : [])];
+  const last = merges.filter((m) => m.cases.includes(name)).at(-1);
+  return last ? ` (run of ${last.at.slice(0, 10)})` : "";
+}
+
+/** Case 6c: voice CPU without `?room=` and with captions into a room, and their ratio. */
+export function renderCaptionsTable(report: Report): string[] {
+  const c = report.cases.voice_captions;
+  const off = c?.targets.relay;
+  const on = c?.targets.relay_captions;
+  if (!c || !off || !on) return [];
+  const spread = (s: { min: number; max: number }) =>
+    s.min === s.max ? "" : ` [${fmt(s.min)}-${fmt(s.max)}]`;
+  const ratio = on.median / off.median;
+  const d = c.derived ?? {};
+  const target = d.target_ratio_at_most ?? 1.15;
+  const paired = d.paired_ratio_median === undefined
+    ? ""
+    : `<br>per repetition ${fmt(d.paired_ratio_median)}x [${fmt(d.paired_ratio_min ?? NaN)}-${
+      fmt(d.paired_ratio_max ?? NaN)
+    }]`;
+  const members = runMedian(on.runs, "caption_members");
+  const heard = (runs: Record<string, unknown>[] | undefined) =>
+    `${fmt(runMedian(runs, "caption_deltas_received") / members)} deltas + ${
+      fmt(runMedian(runs, "captions_received") / members)
+    } finished`;
+  return [
+    "",
+    `${c.title}${
+      runOf(report, "voice_captions")
+    }; the same relay (\`RELAY_ROOMS=open\`, \`RELAY_ROOMS_BUS=off\`) in the same run, ${
+      members.toLocaleString("en-US")
+    } idle members joined on both sides:`,
+    "",
+    "| 6c | CPU-s per 400 s session | captions per member (median run) |",
+    "|---|---:|---:|",
+    `| without \`?room=\` | ${fmt(off.median)}${spread(off)} | ${heard(off.runs)} |`,
+    `| with \`?room=\`, captions to the room | ${fmt(on.median)}${spread(on)} | ${
+      heard(on.runs)
+    } |`,
+    `| captions against without | ${fmt(ratio)}x (target at most ${fmt(target)}x: ${
+      ratio <= target ? "met" : "not met"
+    })${paired} | - |`,
+  ];
 }
 
 const ROOM_ORDER = [
@@ -227,8 +282,7 @@ function runMedian(runs: Record<string, unknown>[] | undefined, key: string): nu
 export function renderHistoryTables(report: Report): string[] {
   const lines: string[] = [];
   /** Said of a case merged in from a later `--only` run, whose figures are not from the first run. */
-  const when = (name: string) =>
-    report.rerun?.cases.includes(name) ? ` (run of ${report.rerun.at.slice(0, 10)})` : "";
+  const when = (name: string) => runOf(report, name);
   const history = report.cases.room_history;
   const off = history?.targets.relay;
   const on = history?.targets.relay_history;

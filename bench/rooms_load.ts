@@ -120,8 +120,8 @@ function join(member: RoomMember, wire: RoomWire): Promise<WebSocket> {
   });
 }
 
-/** Joins every member, at most `parallel` handshakes at a time. */
-async function joinAll(
+/** Joins every member, at most `parallel` handshakes at a time (load.ts's voice captions too). */
+export async function joinAll(
   members: RoomMember[],
   wire: RoomWire,
   parallel = 50,

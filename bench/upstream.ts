@@ -29,11 +29,25 @@ function audioDelta(append: string, n: number): string {
     `"item_id":"item_bench","output_index":0,"content_index":0,"delta":"${audio}"}`;
 }
 
-/** Small events a real session interleaves with audio (transcripts, and a usage report). */
+/** Transcript deltas per 250 appends before the finished transcript (at 25, 50, ..., 200). */
+const TRANSCRIPT = "hello ".repeat(8);
+
+/**
+ * Small events a real session interleaves with audio, one every 25 appends:
+ * transcript deltas, the finished transcript (at 225 of every 250, in place of
+ * a delta, so the number of messages is unchanged) and a usage report (at 250).
+ * With `?room=` the relay turns the deltas into `caption.delta` and the
+ * finished transcript into `caption`.
+ */
 function smallEvent(n: number): string {
   if (n % 250 === 0) {
     return `{"type":"response.done","event_id":"event_${n}","response":{"id":"resp_bench",` +
       `"status":"completed","usage":{"total_tokens":120,"input_tokens":80,"output_tokens":40}}}`;
+  }
+  if (n % 250 === 225) {
+    return `{"type":"response.output_audio_transcript.done","event_id":"event_${n}",` +
+      `"response_id":"resp_bench","item_id":"item_bench","output_index":0,"content_index":0,` +
+      `"transcript":"${TRANSCRIPT}"}`;
   }
   return `{"type":"response.output_audio_transcript.delta","event_id":"event_${n}",` +
     `"response_id":"resp_bench","item_id":"item_bench","output_index":0,"content_index":0,` +
