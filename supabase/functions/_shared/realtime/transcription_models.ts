@@ -14,15 +14,16 @@ const PATH = ["session", "audio", "input", "transcription", "model"];
 /**
  * The decision on one client message: `null` when it chooses no
  * transcription model, or only a listed one (it is forwarded unchanged),
- * else a refusal. A message can set the model only by spelling
- * `transcription` or by escaping a character: any other text is passed
- * without reading it (audio appends, 50 a second, never are read).
+ * else a refusal. Only a `session.update` sets the model, and an event type
+ * is matched exactly (keys may be folded: `"Transcription"` is read, below):
+ * a text that neither spells `session.update` nor escapes a character is
+ * passed without reading it (audio appends, 50 a second, never are read).
  */
 export function checkTranscriptionModel(
   data: string | ArrayBuffer,
   models: readonly string[],
 ): Exclude<MessageDecision, { pass: true }> | null {
-  if (typeof data !== "string" || (!data.includes("transcription") && !data.includes("\\"))) {
+  if (typeof data !== "string" || (!data.includes("session.update") && !data.includes("\\"))) {
     return null;
   }
   const read = readStrictJson(data);
