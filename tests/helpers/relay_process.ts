@@ -40,9 +40,21 @@ export function freePort(): number {
   return port;
 }
 
+/** How a relay process is started. */
+export interface RelayProcessOptions {
+  /**
+   * The port to listen on (default a free one). Giving the port of a process
+   * that was stopped starts its replacement where clients already connect.
+   */
+  readonly port?: number | undefined;
+}
+
 /** Starts the relay entrypoint as a subprocess with `env` and waits until /relay/health answers. */
-export async function startRelayProcess(env: Record<string, string>): Promise<RelayProcess> {
-  const port = freePort();
+export async function startRelayProcess(
+  env: Record<string, string>,
+  options: RelayProcessOptions = {},
+): Promise<RelayProcess> {
+  const port = options.port ?? freePort();
   const entry = new URL("../../supabase/functions/relay/index.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--quiet", entry],
