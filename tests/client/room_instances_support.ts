@@ -1,0 +1,103 @@
+/**
+ * What the room client's tests across relay processes share: the settings of
+ * instances of one project (Realtime stand-in, PostgreSQL history), users of
+ * the Auth stand-in, the rows a room keeps, and the check of a whole
+ * conversation.
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { RoomBroadcast } from "../../client/relay_client.js";
+import type { TestPostgres } from "../helpers/postgres.ts";
+import type { AuthStandIn } from "../stand_ins/auth.ts";
+import type { RealtimeStandIn } from "../stand_ins/supabase_realtime.ts";
+import type { RoomUser } from "./room_support.ts";
+
+/** Reconnects fast and, while an instance restarts (a new process starting), keeps trying. */
+export const PATIENT = {
+  backoff: { baseMs: 20, factor: 2, capMs: 200, jitter: 0 },
+  maxAttempts: 1000,
+  connectTimeoutMs: 30_000,
+} as const;
+
+/** A line of the scripted conversation. */
+export type Line = { from: string; seq: number };
+/** The line a broadcast carries. */
+export const line = (m: RoomBroadcast): Line => m.payload as Line;
+/** `from:seq`, one per line. */
+export const key = (m: RoomBroadcast): string => `${line(m).from}:${line(m).seq}`;
+
+/** The settings of instances of one project, pointed at the stand-ins and the database. */
+export function instanceEnv(
+  auth: AuthStandIn,
+  realtime: RealtimeStandIn,
+  pg: TestPostgres,
+  keep = 1000,
+): Record<string, string> {
+  return {
+    SUPABASE_URL: auth.url,
+    SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
+    RELAY_ROOMS: "open",
+    RELAY_REALTIME_URL: `${realtime.url}/realtime/v1`,
+    SUPABASE_SECRET_KEYS: JSON.stringify({ default: realtime.secretKey }),
+    RELAY_DATABASE_URL: pg.url,
+    RELAY_ROOM_HISTORY: String(keep),
+  };
+}
+
+/** A user of the Auth stand-in whose every `getToken()` signs a new token. */
+export function roomUser(auth: AuthStandIn): RoomUser {
+  const id = crypto.randomUUID();
+  const issued: string[] = [];
+  const lifetimes: number[] = [];
+  return {
+    id,
+    issued,
+    lifetimes,
+    getToken: async () => {
+      const token = await auth.signEs256({ sub: id }, { expiresInS: lifetimes.shift() ?? 3600 });
+      issued.push(token);
+      return token;
+    },
+  };
+}
+
+/** The rows the room keeps, in offset order: offset and message id. */
+export async function storedRows(
+  pg: TestPostgres,
+  room: string,
+): Promise<{ offset: number; id: string }[]> {
+  const out = await pg.psql(
+    `select "offset", coalesce(msg_id, '') from relay.room_messages ` +
+      `where room = '${room}' order by "offset"`,
+  );
+  return out.split("\n").filter((l) => l !== "").map((l) => {
+    const [offset, id] = l.split("|");
+    return { offset: Number(offset), id: id! };
+  });
+}
+
+/**
+ * Checks what a member delivered: all `total` lines, offsets 1..total in
+ * order, no line twice, each sender's lines complete and in its order.
+ */
+export function assertWholeConversation(
+  messages: RoomBroadcast[],
+  counts: Record<string, number>,
+  label: string,
+): void {
+  const keys = messages.map(key);
+  assert.equal(new Set(keys).size, keys.length, `${label}: no duplicate`);
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  assert.deepEqual(
+    messages.map((m) => m.meta.offset),
+    Array.from({ length: total }, (_, i) => i + 1),
+    `${label}: every offset 1..${total} once, in order`,
+  );
+  for (const [from, n] of Object.entries(counts)) {
+    assert.deepEqual(
+      messages.filter((m) => line(m).from === from).map((m) => line(m).seq),
+      [...Array(n).keys()],
+      `${label}: ${from}'s lines complete and in order`,
+    );
+  }
+}
