@@ -14,7 +14,7 @@ import type { RoomHistory } from "../rooms/history.ts";
 import type { RoomHub } from "../rooms/hub.ts";
 import { RoomPublisher } from "../rooms/publisher.ts";
 import { isRoomName, type RoomAccess } from "../rooms/wire.ts";
-import type { RoomAccessReader } from "../routes/rooms.ts";
+import { afterAccess, type RoomAccessReader } from "../routes/rooms.ts";
 import type { Admission, ConnectionContext, RouteFeature } from "./feature.ts";
 
 /** What captions need of the rooms. */
@@ -68,18 +68,12 @@ export function captionsFeature(options: CaptionsOptions): RouteFeature {
     admit(context): Admission | Refusal | Promise<Admission | Refusal> {
       const room = context.room;
       if (room === null) return NONE;
-      let answer: RoomAccess | null | Promise<RoomAccess | null>;
-      try {
-        answer = options.access(context.identity, room);
-      } catch {
-        return refusal("rooms_unavailable");
-      }
-      return answer instanceof Promise
-        ? answer.then(
-          (access) => admitWith(context, room, access),
-          () => refusal("rooms_unavailable"),
-        )
-        : admitWith(context, room, answer);
+      return afterAccess(
+        options.access,
+        context.identity,
+        room,
+        (access) => admitWith(context, room, access),
+      );
     },
   };
 }

@@ -39,6 +39,28 @@ export type RoomAccessReader = (
   room: string,
 ) => RoomAccess | null | Promise<RoomAccess | null>;
 
+/**
+ * `then` with what `identity` may do in `room`: at once when the answer is
+ * remembered (open mode, or read within 30 s: no promise), after the
+ * database otherwise; `503 rooms_unavailable` when it cannot be had.
+ */
+export function afterAccess<T>(
+  access: RoomAccessReader,
+  identity: Identity,
+  room: string,
+  then: (access: RoomAccess | null) => T | Promise<T>,
+): T | Refusal | Promise<T | Refusal> {
+  let answer: RoomAccess | null | Promise<RoomAccess | null>;
+  try {
+    answer = access(identity, room);
+  } catch {
+    return refusal("rooms_unavailable");
+  }
+  return answer instanceof Promise
+    ? answer.then(then, () => refusal("rooms_unavailable"))
+    : then(answer);
+}
+
 /** Everyone signed in may read and write every room (`RELAY_ROOMS=open`). */
 export const openAccess: RoomAccessReader = (): RoomAccess => "write";
 
@@ -182,26 +204,12 @@ export function roomsRoute(options: RoomsRouteOptions): WebSocketRoute<RoomPlan>
     close: () => hub.close(),
     prepare: (url) => roomPlan(url, null),
     admit(plan, identity, conn) {
-      let answer: RoomAccess | null | Promise<RoomAccess | null>;
-      try {
-        answer = options.access(identity, plan.room);
-      } catch {
-        return refusal("rooms_unavailable");
-      }
-      if (history !== null) {
-        return (async () => {
-          const access = await accessOf(identity, plan.room);
-          if (typeof access !== "string") return access;
-          return await historyReachable(plan.room) ?? join(plan, identity, conn, access);
-        })();
-      }
-      // A remembered answer (open mode, or read within 30 s) costs no promise.
-      return answer instanceof Promise
-        ? answer.then(
-          (access) => join(plan, identity, conn, access),
-          () => refusal("rooms_unavailable"),
-        )
-        : join(plan, identity, conn, answer);
+      return afterAccess(options.access, identity, plan.room, (access) => {
+        if (access === null || history === null) return join(plan, identity, conn, access);
+        return historyReachable(plan.room).then((refused) =>
+          refused ?? join(plan, identity, conn, access)
+        );
+      });
     },
 
     async follow(request, url, verifyToken) {
