@@ -5,10 +5,10 @@
  * off, and telemetry that names the room but never a payload or a key.
  */
 import assert from "node:assert/strict";
-import { join, marker, newUser, SECRET_KEY, withRooms } from "../helpers/rooms.ts";
+import { follow, join, marker, newUser, SECRET_KEY, withRooms } from "../helpers/rooms.ts";
 import { UPGRADE_HEADERS, withRelay } from "../helpers/relay_harness.ts";
 import { sameBytes } from "../helpers/messages.ts";
-import { until } from "../helpers/ws_client.ts";
+import { TestClient, until } from "../helpers/ws_client.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -523,6 +523,48 @@ Deno.test("rooms: POST /relay/rooms/<room> publishes as the server or a user, an
     for (const line of relay.events("websocket.connection.rejected")) {
       assert.equal(line.route, "rooms");
     }
+  });
+});
+
+Deno.test("rooms: a member or follower admitted while the instance shuts down is told 1012 at once; nothing is left running", async () => {
+  // A reconnect can reach an instance between the start of its shutdown and
+  // its end (its checks were running when the shutdown began). It must not
+  // join a room the instance already left, nor keep a stream or a timer alive:
+  // Deno's sanitizers fail this test on any timer or resource left behind.
+  await withRooms({}, async (relay, secret) => {
+    const a = await newUser(relay);
+    secret(a.token);
+    const alice = await join(relay, "late", a);
+    const stopping = relay.relay.shutdown();
+    assert.equal((await alice.client.closed).code, 1012);
+    await stopping;
+
+    const late = new TestClient(relay.wsUrl("/relay/rooms/late", { jwt: a.token }));
+    await late.opened;
+    const closed = await late.closed;
+    assert.equal(closed.code, 1012);
+    assert.equal(closed.reason, "server_restarting");
+    assert.ok(
+      !late.events().some((event) => event.type === "room.joined"),
+      "not let into a room the instance left",
+    );
+
+    const feed = await follow(relay, "late", a.token);
+    assert.equal(feed.response.status, 200);
+    let ended = false;
+    void feed.ended.then(() => (ended = true));
+    await feed.until("the stream to end", () => ended, 3000);
+    assert.deepEqual(feed.events.map((e) => e.event), ["close"]);
+    assert.deepEqual(JSON.parse(feed.events[0]!.data), { code: 1012, reason: "server_restarting" });
+
+    const published = await fetch(`http://127.0.0.1:${relay.port}/relay/rooms/late`, {
+      method: "POST",
+      body: JSON.stringify({ event: "note", payload: 1 }),
+      headers: { "content-type": "application/json", authorization: `Bearer ${SECRET_KEY}` },
+    });
+    assert.equal(published.status, 503);
+    assert.equal((await published.json()).error, "rooms_unavailable");
+    await until(() => relay.relay.connections() === 0, 2000, "the late ones to end");
   });
 });
 

@@ -178,7 +178,6 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
   };
   const composeHooks = hooksComposer();
   const releaseSlot = (session: RelaySession) => registry.release(session.user, session);
-  let draining = false;
 
   const reject = (refused: Refusal, route: Route | null): Response => {
     telemetry.info("websocket.connection.rejected", {
@@ -295,7 +294,6 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     });
     registry.attach(session);
     waitUntil?.(session.done);
-    if (draining) session.shutdown();
     return upgraded.response;
   };
 
@@ -303,7 +301,6 @@ export function createRelayHandler(settings: Settings, deps: RelayDeps = {}): Re
     handler,
     connections: () => registry.size,
     shutdown: () => {
-      draining = true;
       const closing = (async () => {
         await registry.shutdownAll();
         await openai.close?.();

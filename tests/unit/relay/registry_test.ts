@@ -41,3 +41,12 @@ Deno.test("ConnectionRegistry.shutdownAll reaches every attached connection", as
   await registry.shutdownAll(); // released connections are not told again
   assert.deepEqual(told, ["x", "y"]);
 });
+
+Deno.test("ConnectionRegistry: a connection attached once shutdown began is shut down at once", async () => {
+  const registry = new ConnectionRegistry(5, 5);
+  await registry.shutdownAll();
+  assert.equal(registry.reserve("late"), null);
+  let told = 0;
+  registry.attach({ shutdown: () => told++, done: Promise.resolve() });
+  assert.equal(told, 1, "an admission that finished during shutdown reconnects elsewhere");
+});

@@ -19,6 +19,8 @@ export class ConnectionRegistry {
   readonly #perUser = new Map<string, number>();
   readonly #live = new Set<Closable>();
   #total = 0;
+  /** Shutdown has begun: whatever is attached from now on is shut down at once. */
+  #draining = false;
 
   constructor(maxPerUser: number, maxTotal: number) {
     this.#maxPerUser = maxPerUser;
@@ -44,9 +46,14 @@ export class ConnectionRegistry {
     return null;
   }
 
-  /** The connection a reservation became: shutdown reaches it. */
+  /**
+   * The connection a reservation became: shutdown reaches it. One admitted
+   * while the instance shuts down (its checks were still running) is told
+   * to reconnect elsewhere at once.
+   */
   attach(connection: Closable): void {
     this.#live.add(connection);
+    if (this.#draining) connection.shutdown();
   }
 
   /** Gives back `user`'s reservation, and forgets its connection if one was attached. */
@@ -60,6 +67,7 @@ export class ConnectionRegistry {
 
   /** Tells every live connection to reconnect elsewhere; settles when all are closed. */
   async shutdownAll(): Promise<void> {
+    this.#draining = true;
     const connections = [...this.#live];
     for (const connection of connections) connection.shutdown();
     await Promise.all(connections.map((connection) => connection.done));

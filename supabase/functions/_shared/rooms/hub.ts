@@ -4,7 +4,7 @@
  * who reconnects at once does not make the instance leave and rejoin.
  * @module
  */
-import type { BusMessage, RoomBus } from "./bus.ts";
+import { type BusMessage, localBus, type RoomBus } from "./bus.ts";
 import { Room } from "./room.ts";
 
 /** What the hub is built with. */
@@ -27,23 +27,28 @@ export class RoomHub {
   readonly #rooms = new Map<string, Room>();
   readonly #letGo = new Map<Room, ReturnType<typeof setTimeout>>();
   readonly #onEmpty = (room: Room) => this.#scheduleLetGo(room);
+  #closed = false;
 
   constructor(options: HubOptions) {
     this.#options = options;
   }
 
-  /** The room named `name`, joined now if this instance had none. */
+  /**
+   * The room named `name`, joined now if this instance had none. Once the hub
+   * is closed (the instance is stopping) a late arrival, which is being told
+   * to reconnect elsewhere, gets a room of its own on no bus.
+   */
   room(name: string): Room {
     let room = this.#rooms.get(name);
     if (room === undefined) {
       room = new Room({
         name,
-        bus: this.#options.bus,
+        bus: this.#closed ? localBus(this.#options.bus.instance) : this.#options.bus,
         now: this.#options.now,
         busWaitMs: this.#options.busWaitMs,
         onEmpty: this.#onEmpty,
       });
-      this.#rooms.set(name, room);
+      if (!this.#closed) this.#rooms.set(name, room);
     } else {
       const timer = this.#letGo.get(room);
       if (timer !== undefined) {
@@ -61,9 +66,11 @@ export class RoomHub {
 
   /**
    * A server's broadcast into `name`: to members here and through the room's
-   * channel, or once through the bus when this instance is not in the room.
+   * channel, or once through the bus when this instance is not in the room;
+   * refused once the hub is closed.
    */
   publish(name: string, text: string): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
     const room = this.#rooms.get(name);
     if (room !== undefined) {
       room.broadcast(null, text);
@@ -75,6 +82,7 @@ export class RoomHub {
 
   /** Leaves every room and the bus. */
   async close(): Promise<void> {
+    this.#closed = true;
     for (const timer of this.#letGo.values()) clearTimeout(timer);
     this.#letGo.clear();
     for (const room of this.#rooms.values()) room.close();
@@ -83,6 +91,8 @@ export class RoomHub {
   }
 
   #scheduleLetGo(room: Room): void {
+    // Stopping: nothing lingers, and no timer may outlive the instance.
+    if (this.#closed) return room.close();
     if (this.#letGo.has(room)) return;
     this.#letGo.set(
       room,
