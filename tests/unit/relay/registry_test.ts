@@ -50,3 +50,27 @@ Deno.test("ConnectionRegistry: a connection attached once shutdown began is shut
   registry.attach({ shutdown: () => told++, done: Promise.resolve() });
   assert.equal(told, 1, "an admission that finished during shutdown reconnects elsewhere");
 });
+
+Deno.test("ConnectionRegistry.shutdownAll also waits for connections attached while it waits", async () => {
+  const registry = new ConnectionRegistry(5, 5);
+  const connection = (name: string) => {
+    let end!: () => void;
+    const done = new Promise<void>((resolve) => (end = resolve));
+    const c = { shutdown: () => {}, done, end: () => (end(), registry.release(name, c)) };
+    return c;
+  };
+  assert.equal(registry.reserve("early"), null);
+  const early = connection("early");
+  registry.attach(early);
+  let settled = false;
+  const shutting = registry.shutdownAll().then(() => (settled = true));
+  assert.equal(registry.reserve("late"), null);
+  const late = connection("late");
+  registry.attach(late);
+  early.end();
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(settled, false, "the late one is still open");
+  late.end();
+  await shutting;
+  assert.equal(registry.size, 0);
+});

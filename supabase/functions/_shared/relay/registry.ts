@@ -65,11 +65,21 @@ export class ConnectionRegistry {
     else this.#perUser.delete(user);
   }
 
-  /** Tells every live connection to reconnect elsewhere; settles when all are closed. */
+  /**
+   * Tells every live connection to reconnect elsewhere, and each one attached
+   * from now on as it attaches; settles when all of them are closed.
+   */
   async shutdownAll(): Promise<void> {
-    this.#draining = true;
-    const connections = [...this.#live];
-    for (const connection of connections) connection.shutdown();
-    await Promise.all(connections.map((connection) => connection.done));
+    if (!this.#draining) {
+      this.#draining = true;
+      for (const connection of [...this.#live]) connection.shutdown();
+    }
+    const awaited = new Set<Closable>();
+    for (;;) {
+      const left = [...this.#live].filter((connection) => !awaited.has(connection));
+      if (left.length === 0) return;
+      for (const connection of left) awaited.add(connection);
+      await Promise.all(left.map((connection) => connection.done));
+    }
   }
 }

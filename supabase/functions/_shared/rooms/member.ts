@@ -132,7 +132,13 @@ export class RoomMember implements Upstream, ConnectionHooks, Occupant {
     const catchup = this.#catchup = new Catchup({
       joined: (offset, recovered) => this.#joined(presence, offset, recovered),
       emit: (data) => !this.#closed && this.#events?.onUpstreamMessage(data),
-      failed: () => this.#link?.end(HISTORY_UNAVAILABLE),
+      failed: () => {
+        this.#link?.end(HISTORY_UNAVAILABLE);
+        // Over now: the loop waits for a far side that never opened to open
+        // before closing it, and this one never will (nor would a connection
+        // the relay was already ending be told anything by end()).
+        this.close(1000, "");
+      },
     });
     void catchup.start(this.#history.store, this.#roomName, this.#history.from);
   }
