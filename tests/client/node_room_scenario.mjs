@@ -26,7 +26,9 @@ const room = joinRoom({
   },
   ...(WebSocket ? { WebSocket } : {}),
   backoff: { baseMs: 20, factor: 2, capMs: 200, jitter: 0 },
-  maxAttempts: 50,
+  // Patient: an instance restarting (a new process starting) refuses connections for a while.
+  maxAttempts: 1000,
+  connectTimeoutMs: 30_000,
   onMessage: (message) => print({ kind: "message", payload: message.payload, meta: message.meta }),
   onEvent: (event) => {
     // onEvent comes before the library handles the event: count after it.

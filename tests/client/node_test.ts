@@ -1,7 +1,9 @@
 /**
  * The client library under Node (node_scenario.mjs in a `node` child) against
  * the real relay: with the `ws` package passed in, and found by the library
- * itself from an app's node_modules. Needs `node` (>= 20) and
+ * itself from an app's node_modules; and its room client (node_room_scenario.mjs)
+ * in a conversation across two relay processes that meet through the Supabase
+ * Realtime stand-in and keep history in PostgreSQL. Needs `node` (>= 20) and
  * `npm ci --prefix tests/client/node`; `RELAY_CLIENT_NODE=skip` skips these
  * (announced), otherwise a missing one fails with what to install.
  * @module
@@ -11,7 +13,18 @@ import { type RelayUnderTest, startRelay } from "../helpers/relay_harness.ts";
 import { sleep, until } from "../helpers/ws_client.ts";
 import { itemTexts, startProxy, type TcpProxy } from "./support.ts";
 import { postgresUnavailable, startPostgres } from "../helpers/postgres.ts";
-import { roomEnv, withRoomStack } from "./room_support.ts";
+import { type RelayProcess, startRelayProcess } from "../helpers/relay_process.ts";
+import { type AuthStandIn, startAuthStandIn } from "../stand_ins/auth.ts";
+import { startRealtimeStandIn } from "../stand_ins/supabase_realtime.ts";
+import { type RecordedRoom, recordRoom } from "./room_support.ts";
+import {
+  assertWholeConversation,
+  instanceEnv,
+  line,
+  PATIENT,
+  roomUser,
+  storedRows,
+} from "./room_instances_support.ts";
 
 const SKIP = Deno.env.get("RELAY_CLIENT_NODE") === "skip";
 if (SKIP) console.log("client under Node: skipped because RELAY_CLIENT_NODE=skip");
@@ -53,7 +66,10 @@ class NodeClient {
   readonly #stderr: Promise<string>;
   readonly #timer: ReturnType<typeof setTimeout>;
 
-  constructor(env: Record<string, string>, scenario = SCENARIO) {
+  constructor(
+    env: Record<string, string>,
+    { scenario = SCENARIO, timeoutMs = SCENARIO_TIMEOUT_MS } = {},
+  ) {
     this.#child = new Deno.Command("node", {
       args: [scenario],
       env: { ...env, NO_COLOR: "1" },
@@ -61,7 +77,7 @@ class NodeClient {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    this.#timer = setTimeout(() => this.#child.kill("SIGKILL"), SCENARIO_TIMEOUT_MS);
+    this.#timer = setTimeout(() => this.#child.kill("SIGKILL"), timeoutMs);
     this.#stdin = this.#child.stdin.getWriter();
     const stdout = this.#child.stdout;
     this.#read = (async () => {
@@ -82,8 +98,8 @@ class NodeClient {
   }
 
   /** Waits for the `n`th `state` line and returns its info. */
-  async waitState(state: string, n = 1): Promise<Record<string, unknown>> {
-    await until(() => this.states(state).length >= n, 10_000, `node: ${state} #${n}`).catch(
+  async waitState(state: string, n = 1, ms = 10_000): Promise<Record<string, unknown>> {
+    await until(() => this.states(state).length >= n, ms, `node: ${state} #${n}`).catch(
       (error) => {
         const seen = this.states().map((s) => [s.state, s.info.why]);
         throw new Error(`${error.message}; states ${JSON.stringify(seen)}`);
@@ -107,10 +123,10 @@ class NodeClient {
 }
 
 /** A token endpoint for the Node side: a fresh dev token per GET, or a bad one. */
-function startTokenServer(relay: RelayUnderTest, bad = false) {
+function startTokenServer(auth: AuthStandIn, bad = false) {
   const issued: string[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async () => {
-    const token = bad ? "not-a-token" : (await relay.auth.issueDevToken()).access_token;
+    const token = bad ? "not-a-token" : (await auth.issueDevToken()).access_token;
     issued.push(token);
     return new Response(token);
   });
@@ -132,7 +148,7 @@ async function withNodeStack(
   const relay = await startRelay({});
   relay.openai.behaviour = { kind: "realtime" };
   const proxy = startProxy(relay.port);
-  const tokens = startTokenServer(relay, options.badTokens);
+  const tokens = startTokenServer(relay.auth, options.badTokens);
   try {
     await body({ relay, proxy, tokens });
   } finally {
@@ -289,108 +305,152 @@ const noPostgres = postgresUnavailable();
 if (noPostgres && !SKIP) console.log(`room client under Node: ignored, ${noPostgres}`);
 
 Deno.test({
-  name: "room client under Node with ws: a 200-message conversation with a Deno member through " +
-    "a relay restart and TCP cuts arrives complete, in offset order, once (history on PostgreSQL)",
+  name: "room client under Node with ws and in Deno on two relay processes: a 200-message " +
+    "conversation through a restart (1012) and TCP cuts arrives complete, in offset order, once",
   ignore: SKIP || noPostgres !== null,
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
     prerequisites();
-    const pg = await startPostgres();
+    const [pg, auth, realtime] = await Promise.all([
+      startPostgres(),
+      startAuthStandIn(),
+      startRealtimeStandIn(),
+    ]);
+    const env = instanceEnv(auth, realtime, pg);
+    const processes: RelayProcess[] = [];
+    const start = async (port?: number) => {
+      const relay = await startRelayProcess(env, { port });
+      processes.push(relay);
+      return relay;
+    };
+    const tokens = startTokenServer(auth);
+    const proxies: TcpProxy[] = [];
+    let ada: RecordedRoom | null = null;
+    let failure: unknown = null;
     try {
-      await withRoomStack(roomEnv(pg), async ({ relay, user, join, proxy, restart }) => {
-        const room = "public:node";
-        const tokens = startTokenServer(relay);
-        const nodeProxy = proxy();
-        try {
-          const a = join(user(), { room, self: true });
-          await a.waitState("open");
-          const node = new NodeClient({
-            RELAY_URL: nodeProxy.url("/relay"),
-            TOKEN_URL: tokens.url,
-            CLIENT_MODULE: CLIENT,
-            WS_FROM: NODE_DEPS,
-            ROOM: room,
-          }, ROOM_SCENARIO);
-          await node.waitState("open");
-          const messages = () =>
-            node.lines.filter((l) => l.kind === "message") as unknown as {
-              payload: { from: string; seq: number };
-              meta: { offset: number };
-            }[];
-          const sent = { ada: 0, node: 0 };
-          for (let i = 0; i < 200; i++) {
-            if (i % 3 === 2) {
-              await node.command({ cmd: "send", payload: { from: "node", seq: sent.node++ } });
-            } else a.room.send("chat", { from: "ada", seq: sent.ada++ });
-            if (i === 60) await restart();
-            // Each cut lands on a joined connection (not on a rejoin still under way).
-            if (i === 120) await node.waitState("open", 2).then(() => nodeProxy.dropAll());
-            if (i === 160) await a.waitState("open", 2).then(() => a.proxy.dropAll());
-            if (i % 4 === 0) await sleep(3);
-          }
-          await a.waitFor(() => a.messages.length >= 200, "200 at Ada", 20_000);
-          await until(() => messages().length >= 134, 20_000, "Ada's lines under Node");
-          await until(
-            () => {
-              const last = node.lines.filter((l) => l.kind === "pending").at(-1);
-              return (last?.pending as { messages: number } | undefined)?.messages === 0;
-            },
-            10_000,
-            "Node's broadcasts acknowledged",
-          );
-          await sleep(300);
-          // Ada (self) has the room's every offset, one line each: nothing was kept twice.
-          assert.deepEqual(
-            a.messages.map((m) => m.meta.offset),
-            [...Array(200).keys()].map((i) => i + 1),
-          );
-          const nodeLines = a.messages.filter((m) =>
-            (m.payload as { from: string }).from === "node"
-          );
-          assert.deepEqual(nodeLines.map((m) => (m.payload as { seq: number }).seq), [
-            ...Array(66).keys(),
-          ]);
-          // Node got Ada's 134 lines, in offset order, once each, and none of its own.
-          const got = messages();
-          assert.equal(got.length, 134);
-          assert.ok(got.every((m) => m.payload.from === "ada"));
-          assert.deepEqual(got.map((m) => m.payload.seq), [...Array(134).keys()]);
-          for (let i = 1; i < got.length; i++) {
-            assert.ok(got[i]!.meta.offset > got[i - 1]!.meta.offset);
-          }
-          const opens = node.states("open");
-          assert.ok(opens.length >= 3, "joined, rejoined after the restart and after the cut");
-          assert.ok(
-            opens.slice(1).every((s) => s.info.why === "rejoined" && s.info.recovered === true),
-          );
-          assert.ok(node.states("reconnecting").some((s) => s.info.why === "server_restarting"));
-          assert.ok(node.states("reconnecting").some((s) => s.info.why === "connection_lost"));
-          await node.command({ cmd: "close" });
-          const { code, stderr } = await node.exited();
-          assert.equal(code, 0, stderr);
-          assert.equal(stderr, "", "nothing on stderr");
-          // With ws the token goes as a header; every rejoin asks ?since=.
-          nodeProxy.heads.forEach((head, i) => {
-            assert.ok(
-              head.includes(`\r\nauthorization: Bearer ${tokens.issued[i]}\r\n`),
-              `header ${i}`,
-            );
-            if (i > 0) {
-              assert.ok(/^GET \/relay\/rooms\/public:node\?since=\d+ /.test(head), `since ${i}`);
-            }
+      const [A, B] = await Promise.all([start(), start()]);
+      const room = "public:node";
+      // Node on A, Ada (Deno) on B, each through a proxy that can cut its network;
+      // the restarted A listens on the same port, behind the same proxy.
+      const toA = startProxy(A.port);
+      const toB = startProxy(B.port);
+      proxies.push(toA, toB);
+      const a = ada = recordRoom(toB, roomUser(auth), { room, self: true, ...PATIENT });
+      await a.waitState("open", 1, 30_000);
+      const node = new NodeClient({
+        RELAY_URL: toA.url("/relay"),
+        TOKEN_URL: tokens.url,
+        CLIENT_MODULE: CLIENT,
+        WS_FROM: NODE_DEPS,
+        ROOM: room,
+      }, { scenario: ROOM_SCENARIO, timeoutMs: 120_000 });
+      await node.waitState("open", 1, 30_000);
+      const messages = () =>
+        node.lines.filter((l) => l.kind === "message") as unknown as {
+          payload: { from: string; seq: number };
+          meta: { offset: number };
+        }[];
+      const sent = { ada: 0, node: 0 };
+      let restarted: Promise<RelayProcess> | null = null;
+      for (let i = 0; i < 200; i++) {
+        if (i % 3 === 2) {
+          await node.command({ cmd: "send", payload: { from: "node", seq: sent.node++ } });
+        } else a.room.send("chat", { from: "ada", seq: sent.ada++ });
+        if (i === 60) {
+          // SIGTERM: A says 1012 server_restarting and exits; a new process takes its
+          // port while the conversation goes on (Node's lines are held meanwhile).
+          restarted = A.stop().then(async (code) => {
+            assert.equal(code, 0, "A exits cleanly on SIGTERM");
+            return await start(A.port);
           });
-          assert.equal(
-            new Set(tokens.issued).size,
-            tokens.issued.length,
-            "a fresh token each time",
-          );
-        } finally {
-          await tokens.close();
+          await node.waitState("reconnecting", 1, 30_000);
+        }
+        // Each cut lands on a joined connection (not on a rejoin still under way).
+        if (i === 120) await node.waitState("open", 2, 30_000).then(() => toA.dropAll());
+        if (i === 160) await a.waitState("open", 1).then(() => toB.dropAll());
+        if (i % 4 === 0) await sleep(3);
+      }
+      await restarted;
+      await a.waitFor(() => a.messages.length >= 200, "200 at Ada", 60_000);
+      await until(() => messages().length >= 134, 60_000, "Ada's lines under Node");
+      await until(
+        () => {
+          const last = node.lines.filter((l) => l.kind === "pending").at(-1);
+          return (last?.pending as { messages: number } | undefined)?.messages === 0;
+        },
+        30_000,
+        "Node's broadcasts acknowledged",
+      );
+      await a.waitFor(() => a.room.pending.messages === 0, "Ada's acknowledged", 30_000);
+      await sleep(500); // a duplicate would arrive now
+
+      // Ada (self) has the room's every offset, one line each: nothing was kept twice.
+      assertWholeConversation(a.messages, { ada: 134, node: 66 }, "Ada");
+      // Node got Ada's 134 lines, in offset order, once each, and none of its own.
+      const got = messages();
+      assert.equal(got.length, 134);
+      assert.ok(got.every((m) => m.payload.from === "ada"));
+      assert.deepEqual(got.map((m) => m.payload.seq), [...Array(134).keys()]);
+      assert.deepEqual(
+        got.map((m) => m.meta.offset),
+        a.messages.filter((m) => line(m).from === "ada").map((m) => m.meta.offset),
+        "Node's offsets are the room's",
+      );
+      const opens = node.states("open");
+      assert.equal(opens.length, 3, "joined, rejoined after the restart and after the cut");
+      assert.ok(
+        opens.slice(1).every((s) => s.info.why === "rejoined" && s.info.recovered === true),
+        "recovered each time",
+      );
+      const downs = node.states("reconnecting").map((s) => [s.info.why, s.info.code]);
+      assert.deepEqual(downs[0], ["server_restarting", 1012]);
+      assert.ok(
+        downs.some(([why, code]) => why === "connection_lost" && code === 1006),
+        JSON.stringify(downs),
+      );
+      assert.equal(a.count("open"), 2, "Ada on B: joined, then rejoined after her cut");
+      await node.command({ cmd: "close" });
+      const { code, stderr } = await node.exited();
+      assert.equal(code, 0, stderr);
+      assert.equal(stderr, "", "nothing on stderr");
+      // The database keeps each line once.
+      const rows = await storedRows(pg, room);
+      assert.deepEqual(rows.map((r) => r.id), a.messages.map((m) => m.meta.id));
+      // With ws the token goes as a header, a fresh one each time; every rejoin asks ?since=.
+      assert.equal(new Set(tokens.issued).size, tokens.issued.length, "a fresh token each time");
+      assert.ok(toA.heads.length >= 3);
+      toA.heads.forEach((head, i) => {
+        const bearer = /\r\nauthorization: Bearer (\S+)\r\n/.exec(head)?.[1];
+        assert.ok(bearer !== undefined && tokens.issued.includes(bearer), `header ${i}`);
+        if (i > 0) {
+          assert.ok(/^GET \/relay\/rooms\/public:node\?since=\d+ /.test(head), `since ${i}`);
         }
       });
-    } finally {
-      await pg.remove();
+      console.log(
+        `measured: Node on A rejoined ${opens.length - 1} times (restart, cut), ` +
+          `recovered each time; ${got.length} of Ada's lines at Node, 200 at Ada, 200 rows`,
+      );
+    } catch (error) {
+      failure = error;
     }
+    for (
+      const step of [
+        () => ada?.room.close(),
+        ...proxies.map((p) => () => p.close()),
+        () => tokens.close(),
+        () => Promise.all(processes.map((p) => p.stop())),
+        () => realtime.close(),
+        () => auth.close(),
+        () => pg.remove(),
+      ]
+    ) {
+      try {
+        await step();
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    if (failure !== null) throw failure;
   },
 });

@@ -5,8 +5,10 @@
  * process B; both processes meet through the Supabase Realtime stand-in and
  * keep history (`RELAY_ROOM_HISTORY=1000`) in one PostgreSQL. A scripted
  * conversation of 200 messages goes through a restart of A (SIGTERM, 1012,
- * then a new process on the same port) and both members end with all 200, in
- * offset order, each once; the database keeps exactly 200. Run by
+ * then a new process on the same port) and a cut of the page's TCP
+ * connection (a proxy in front of A drops it: the browser sees 1006), and
+ * both members end with all 200, in offset order, each once; the database
+ * keeps exactly 200. Run by
  * room_instances_browser_test.ts in a child `deno test -A`; ignored without
  * PostgreSQL's server binaries.
  * @module
@@ -94,7 +96,8 @@ interface PageLog {
 }
 
 Deno.test({
-  name: "room client in Chromium and in Deno on two relay processes, through a restart",
+  name:
+    "room client in Chromium and in Deno on two relay processes, through a restart and a TCP cut",
   ignore: unavailable !== null,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -126,17 +129,20 @@ Deno.test({
         });
 
       await t.step(
-        "200 messages between Chromium on A and Deno on B, through a restart of A (1012): complete, in order, once",
+        "200 messages between Chromium on A and Deno on B, through a restart of A (1012) and a TCP cut of the page (1006): complete, in order, once",
         async () => {
           const room = "browser-conversation";
           await page.goto(site.url);
           await page.waitForSelector("body[data-ready=true]", { state: "attached" });
-          // Chromium on A, straight to its port (the restarted A listens there again).
+          // Chromium on A through a proxy (the restarted A listens on the same port; the
+          // proxy cuts the page's network).
+          const toA = startProxy(A.port);
+          proxies.push(toA);
           await page.evaluate(
             ([url, name, options]) =>
               (globalThis as unknown as { start(u: string, n: string, o: unknown): void })
                 .start(url, name, options),
-            [`ws://127.0.0.1:${A.port}/relay`, room, PATIENT] as const,
+            [toA.url("/relay"), room, PATIENT] as const,
           );
           const toB = startProxy(B.port);
           proxies.push(toB);
@@ -177,6 +183,14 @@ Deno.test({
                 "the 1012",
               );
             }
+            // The cut lands on a joined connection: after the rejoin on the new A.
+            if (i === 130) {
+              await waitPage(
+                `globalThis.log.states.filter((s) => s.state === "open").length >= 2`,
+                "the rejoin after the restart",
+              );
+              toA.dropAll();
+            }
             await sleep(i % 4 === 0 ? 5 : 0);
           }
           await restarted;
@@ -196,11 +210,17 @@ Deno.test({
             await page.evaluate(() => (globalThis as unknown as { offset(): number }).offset()),
             TOTAL,
           );
-          const down = log.states.find((s) => s.state === "reconnecting")!;
-          assert.deepEqual([down.why, down.code], ["server_restarting", 1012]);
+          const downs = log.states.filter((s) => s.state === "reconnecting");
+          assert.deepEqual([downs[0]!.why, downs[0]!.code], ["server_restarting", 1012]);
+          assert.ok(
+            downs.some((s) => s.why === "connection_lost" && s.code === 1006),
+            `the cut seen as a lost connection: ${JSON.stringify(downs)}`,
+          );
           const opens = log.states.filter((s) => s.state === "open");
-          assert.equal(opens.length, 2, "joined, then rejoined once");
-          assert.deepEqual([opens[1]!.why, opens[1]!.recovered], ["rejoined", true]);
+          assert.equal(opens.length, 3, "joined, rejoined after the restart and after the cut");
+          for (const open of opens.slice(1)) {
+            assert.deepEqual([open.why, open.recovered], ["rejoined", true]);
+          }
           assert.equal(deno.count("open"), 1, "the Deno member on B was never disconnected");
 
           const rows = await storedRows(pg, room);
@@ -212,8 +232,8 @@ Deno.test({
           console.log(
             `measured: Chromium's instance A restarted in ${Math.round(restartMs)} ms ` +
               `(${sentWhileDown} lines sent meanwhile); the page reported ` +
-              `${log.states.filter((s) => s.state === "reconnecting").length} reconnecting, ` +
-              `rejoined recovered; 200 delivered in each member, one order, 200 rows`,
+              `${downs.length} reconnecting (restart and cut), rejoined recovered each time; ` +
+              `200 delivered in each member, one order, 200 rows`,
           );
           await page.evaluate(() => (globalThis as unknown as { stop(): Promise<boolean> }).stop())
             .catch(() => {});

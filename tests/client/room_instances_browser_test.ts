@@ -8,7 +8,7 @@ import { childSuiteTest } from "../e2e/child_suite.ts";
 
 childSuiteTest({
   name:
-    "room client in Chromium and Deno on two relay processes: 200 messages through a restart, complete, in order, once",
+    "room client in Chromium and Deno on two relay processes: 200 messages through a restart and a TCP cut, complete, in order, once",
   suite: new URL("./room_instances_browser_suite.ts", import.meta.url),
   label: "room client in Chromium across instances",
   timeoutMs: 180_000,
