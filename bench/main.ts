@@ -19,7 +19,12 @@ import type { LoadConfig } from "./load.ts";
 import type { RoomLoadConfig, RoomMember, RoomWire } from "./rooms_load.ts";
 import { renderChart, type Report } from "./chart.ts";
 import { withTables } from "./report.ts";
-import { heapGrowth, type HeapSummary, heapSummary, inspectPortOf } from "./heap.ts";
+import {
+  heapGrowth,
+  type HeapSummary,
+  heapSummary,
+  inspectPortOf,
+} from "./heap.ts";
 
 const QUICK = Deno.args.includes("--quick");
 const argValue = (name: string) => {
@@ -35,14 +40,15 @@ const DENO = Deno.execPath();
 /** The load generator gets core 0; every server (upstream, relay, baseline) core 1. */
 const LOAD_CORE = 0;
 /** Extra `deno run` flags for a Deno server, e.g. BENCH_RELAY_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
-const denoFlags = (variable: string) => (Deno.env.get(variable) ?? "").split(" ").filter(Boolean);
+const denoFlags = (variable: string) =>
+  (Deno.env.get(variable) ?? "").split(" ").filter(Boolean);
 const RELAY_FLAGS = denoFlags("BENCH_RELAY_FLAGS");
 const NAIVE_FLAGS = denoFlags("BENCH_NAIVE_FLAGS");
 const SERVER_CORE = 1;
 /**
- * With BENCH_HEAP_DIR set, the memory case also writes what each idle
- * connection keeps on the JavaScript heap (two heap snapshots) for a Deno
- * server started with an `--inspect=127.0.0.1:<port>` flag.
+ * With BENCH_HEAP_DIR set, the memory cases (5 and R2) also write what each
+ * idle connection keeps on the JavaScript heap (two heap snapshots) for a
+ * Deno server started with an `--inspect=127.0.0.1:<port>` flag.
  */
 const HEAP_DIR = Deno.env.get("BENCH_HEAP_DIR");
 
@@ -148,7 +154,8 @@ const TARGETS: TargetName[] = (
 const EXAMPLE_POLICY = JSON.stringify({
   session: {
     type: "realtime",
-    instructions: "You are the support assistant of Example Inc. Answer in one short sentence.",
+    instructions:
+      "You are the support assistant of Example Inc. Answer in one short sentence.",
     tools: [],
     tool_choice: "auto",
     audio: { output: { voice: "marin" } },
@@ -188,8 +195,12 @@ function targetsFor(name: string): TargetName[] {
   if (name === "room_history") {
     return TARGETS.filter((t) => t === "relay" || t === "relay_history");
   }
-  if (name === "room_recovery") return TARGETS.filter((t) => t === "relay_history");
-  if (name === "room_sse_memory") return TARGETS.filter((t) => t === "relay" || t === "relay_sse");
+  if (name === "room_recovery") {
+    return TARGETS.filter((t) => t === "relay_history");
+  }
+  if (name === "room_sse_memory") {
+    return TARGETS.filter((t) => t === "relay" || t === "relay_sse");
+  }
   // The same relay (rooms on), without `?room=` and with it.
   if (name === "voice_captions") {
     return TARGETS.filter((t) => t === "relay" || t === CAPTIONS_TARGET);
@@ -311,18 +322,26 @@ function relayEnv(target: RelayTarget): Record<string, string> {
     PATH: Deno.env.get("PATH") ?? "",
     HOME: Deno.env.get("HOME") ?? "/tmp",
     // An empty DENO_DIR would make the relay's working directory (the repo) its cache.
-    ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+    ...(Deno.env.get("DENO_DIR")
+      ? { DENO_DIR: Deno.env.get("DENO_DIR")! }
+      : {}),
     SUPABASE_URL: auth.url,
     SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
     OPENAI_API_KEY: "sk-bench-not-a-real-key",
     OPENAI_REALTIME_URL: `${upstreamFor(target)}/v1/realtime`,
     PORT: String(PORTS[target]),
     ...RELAY_RAISED,
-    ...(target === "relay_policy" ? { RELAY_SESSION_POLICY: EXAMPLE_POLICY } : {}),
-    ...(target === "relay_all" ? { ...ALL_FEATURES, RELAY_DATABASE_URL: database!.url } : {}),
+    ...(target === "relay_policy"
+      ? { RELAY_SESSION_POLICY: EXAMPLE_POLICY }
+      : {}),
+    ...(target === "relay_all"
+      ? { ...ALL_FEATURES, RELAY_DATABASE_URL: database!.url }
+      : {}),
     // For experiments, e.g. BENCH_RELAY_ENV="RELAY_LOG_LEVEL=error": never in a published run.
     ...Object.fromEntries(
-      denoFlags("BENCH_RELAY_ENV").map((pair) => pair.split("=", 2) as [string, string]),
+      denoFlags("BENCH_RELAY_ENV").map((pair) =>
+        pair.split("=", 2) as [string, string]
+      ),
     ),
   };
 }
@@ -335,7 +354,9 @@ function urlsFor(
 ): string[] {
   const path = "/v1/realtime?model=gpt-realtime";
   if (target === "relay_policy") {
-    return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${PORTS.relay_policy}/relay?jwt=${t}`);
+    return tokens.slice(0, users).map((t) =>
+      `ws://127.0.0.1:${PORTS.relay_policy}/relay?jwt=${t}`
+    );
   }
   if (target === "relay_all") {
     // load.ts puts a fresh id in place of {session} for every connection.
@@ -353,9 +374,13 @@ function urlsFor(
     // The same request as the relay's, token included: every contender holds
     // what the client sent (Deno keeps an upgraded request's URL, ~0.9 KB with
     // a Supabase access token), and the baselines pass it on as they would.
-    return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${port}${path}&jwt=${t}`);
+    return tokens.slice(0, users).map((t) =>
+      `ws://127.0.0.1:${port}${path}&jwt=${t}`
+    );
   }
-  return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${PORTS.relay}/relay?jwt=${t}`);
+  return tokens.slice(0, users).map((t) =>
+    `ws://127.0.0.1:${PORTS.relay}/relay?jwt=${t}`
+  );
 }
 
 const tmp = await Deno.makeTempDir({ prefix: "relay-bench-" });
@@ -369,8 +394,13 @@ async function startTarget(
     HOME: Deno.env.get("HOME") ?? "/tmp",
   };
   // The voice captions case, both sides: the relay with rooms on (one instance).
-  if (target === CAPTIONS_TARGET || (target === "relay" && caseName === "voice_captions")) {
-    return await startRoomRelay(target, PORTS.relay_captions, { RELAY_ROOMS_BUS: "off" });
+  if (
+    target === CAPTIONS_TARGET ||
+    (target === "relay" && caseName === "voice_captions")
+  ) {
+    return await startRoomRelay(target, PORTS.relay_captions, {
+      RELAY_ROOMS_BUS: "off",
+    });
   }
   if (target === "relay" && caseName.startsWith("room_")) {
     return await startRoomRelay("relay", PORTS.relay_rooms, {
@@ -378,7 +408,9 @@ async function startTarget(
     });
   }
   if (target === "relay_history") {
-    if (!database) throw new Skip(`no database for room history: ${databaseProblem}`);
+    if (!database) {
+      throw new Skip(`no database for room history: ${databaseProblem}`);
+    }
     return await startRoomRelay(target, PORTS.relay_history, {
       RELAY_ROOMS_BUS: "off",
       RELAY_ROOM_HISTORY: String(ROOMS.historyKeep),
@@ -413,7 +445,9 @@ async function startTarget(
         target,
         [
           "node",
-          `${BENCH}baselines/${target}.${target === "rooms_socketio" ? "cjs" : "mjs"}`,
+          `${BENCH}baselines/${target}.${
+            target === "rooms_socketio" ? "cjs" : "mjs"
+          }`,
           "--port",
           String(PORTS[target]),
         ],
@@ -558,7 +592,10 @@ interface CaseDef {
   ): Promise<Record<string, number | string | null>>;
   /** Figures across targets of the same run (e.g. history on against off), for the results. */
   derive?(
-    targets: Record<string, { median: number; runs: Record<string, unknown>[] }>,
+    targets: Record<
+      string,
+      { median: number; runs: Record<string, unknown>[] }
+    >,
   ): Record<string, number>;
 }
 
@@ -566,6 +603,29 @@ interface CaseDef {
 const ROOM_RELAY = { RELAY_ROOMS: "open" };
 
 /** The real entrypoint with rooms on, on `port`; `extra` chooses the bus. */
+/**
+ * With BENCH_HEAP_DIR set and the target started with an inspector flag: a
+ * function to call once warm and once with all `count` connections open; the
+ * second call writes what each keeps on the JavaScript heap. Otherwise a no-op.
+ */
+function heapProbe(t: TargetName, count: number): () => Promise<void> {
+  const port = HEAP_DIR === undefined ? null : inspectPortOf(
+    t === "naive_deno" ? NAIVE_FLAGS : t.startsWith("relay") ? RELAY_FLAGS : [],
+  );
+  let warm: HeapSummary | null = null;
+  return async () => {
+    if (port === null) return;
+    const heap = await heapSummary(port);
+    if (warm === null) warm = heap;
+    else {
+      await Deno.writeTextFile(
+        `${HEAP_DIR}/${t}-${Date.now()}.json`,
+        JSON.stringify(heapGrowth(warm, heap, count), null, 2),
+      );
+    }
+  };
+}
+
 async function startRoomRelay(
   name: string,
   port: number,
@@ -604,7 +664,8 @@ async function roomsRouteMissing(port: number): Promise<string | null> {
 }
 
 function wireOf(target: TargetName): RoomWire {
-  return target === "relay" || target === "relay_history" || target === "relay_sse"
+  return target === "relay" || target === "relay_history" ||
+      target === "relay_sse"
     ? "relay"
     : target === "rooms_socketio"
     ? "socketio"
@@ -659,7 +720,9 @@ async function fanout(
       if (databasePid !== null) window.db = cpuSeconds(databasePid);
     } else if (line.stage === "steady_end") {
       window.cpuS = cpuSeconds(server.pid) - window.cpu;
-      if (databasePid !== null) window.dbS = cpuSeconds(databasePid) - window.db;
+      if (databasePid !== null) {
+        window.dbS = cpuSeconds(databasePid) - window.db;
+      }
     }
     return Promise.resolve();
   });
@@ -669,7 +732,8 @@ async function fanout(
     server_cpu_us_per_delivery: (window.cpuS / Number(result.deliveries)) * 1e6,
     ...(databasePid === null ? {} : {
       steady_database_cpu_s: window.dbS,
-      database_cpu_us_per_delivery: (window.dbS / Number(result.deliveries)) * 1e6,
+      database_cpu_us_per_delivery: (window.dbS / Number(result.deliveries)) *
+        1e6,
     }),
   };
 }
@@ -678,7 +742,9 @@ async function fanout(
 async function databasePid(): Promise<number | null> {
   try {
     const dir = (await database!.psql("SHOW data_directory")).trim();
-    const pid = Number((await Deno.readTextFile(`${dir}/postmaster.pid`)).split("\n")[0]);
+    const pid = Number(
+      (await Deno.readTextFile(`${dir}/postmaster.pid`)).split("\n")[0],
+    );
     return Number.isInteger(pid) && pid > 0 ? pid : null;
   } catch {
     return null;
@@ -686,11 +752,14 @@ async function databasePid(): Promise<number | null> {
 }
 
 /** A room name of its own for each run: history stays in the database between runs. */
-const freshRoom = (prefix: string) => `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+const freshRoom = (prefix: string) =>
+  `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
 
 /** Why the room history cases cannot run here, or null. */
 function historySkip(): Promise<string | null> {
-  return Promise.resolve(database ? null : `no database for room history: ${databaseProblem}`);
+  return Promise.resolve(
+    database ? null : `no database for room history: ${databaseProblem}`,
+  );
 }
 
 /** RSS per idle occupant of a room case: read after the warm-up and with all open, as R2 does. */
@@ -844,10 +913,7 @@ const CASES: Record<string, CaseDef> = {
     better: "lower",
     async run(t, server) {
       const rss = { warm: 0, open: 0 };
-      const inspectPort = HEAP_DIR === undefined ? null : inspectPortOf(
-        t === "naive_deno" ? NAIVE_FLAGS : t.startsWith("relay") ? RELAY_FLAGS : [],
-      );
-      let warmHeap: HeapSummary | null = null;
+      const snapshot = heapProbe(t, SIZE.idle);
       const result = await load(
         {
           ...base,
@@ -861,16 +927,7 @@ const CASES: Record<string, CaseDef> = {
           await sleep(500);
           if (line.stage === "warm") rss.warm = rssBytes(server.pid);
           else rss.open = rssBytes(server.pid);
-          if (inspectPort !== null) {
-            const heap = await heapSummary(inspectPort);
-            if (warmHeap === null) warmHeap = heap;
-            else {
-              await Deno.writeTextFile(
-                `${HEAP_DIR}/${t}-${Date.now()}.json`,
-                JSON.stringify(heapGrowth(warmHeap, heap, SIZE.idle), null, 2),
-              );
-            }
-          }
+          await snapshot();
           await stdin.write(new TextEncoder().encode("go\n"));
         },
       );
@@ -886,7 +943,8 @@ const CASES: Record<string, CaseDef> = {
     },
   },
   voice: {
-    title: `6. Voice sessions (${SIZE.voiceSessions} at once): CPU-s per 400 s session`,
+    title:
+      `6. Voice sessions (${SIZE.voiceSessions} at once): CPU-s per 400 s session`,
     metric: "cpu_s_per_400s",
     unit: "CPU-s",
     better: "lower",
@@ -914,7 +972,9 @@ const CASES: Record<string, CaseDef> = {
       // per-user cap); the members are other users, joined on both sides, so
       // that `?room=` is the only difference.
       const sessionUsers = SIZE.voiceSessions / 5;
-      const tokens = await distinctUserTokens(sessionUsers + ROOMS.captionMembers);
+      const tokens = await distinctUserTokens(
+        sessionUsers + ROOMS.captionMembers,
+      );
       const room = freshRoom("captions");
       const at = `ws://127.0.0.1:${PORTS.relay_captions}`;
       const captions = t === CAPTIONS_TARGET;
@@ -934,23 +994,31 @@ const CASES: Record<string, CaseDef> = {
       });
       // The proof: with `?room=` every member heard captions (finished ones
       // too, once a session reached one); without, none.
-      const heard = Number(result.caption_deltas_received) + Number(result.captions_received);
+      const heard = Number(result.caption_deltas_received) +
+        Number(result.captions_received);
       if (captions) {
         const flowed = Number(result.caption_deltas_per_member_min) > 0 &&
-          (Number(result.captions_expected) === 0 || Number(result.captions_per_member_min) > 0);
+          (Number(result.captions_expected) === 0 ||
+            Number(result.captions_per_member_min) > 0);
         if (!flowed) {
           throw new Error(
-            `voice_captions: captions did not reach every member: ${JSON.stringify(result)}`,
+            `voice_captions: captions did not reach every member: ${
+              JSON.stringify(result)
+            }`,
           );
         }
       } else if (heard !== 0) {
-        throw new Error(`voice_captions: members heard ${heard} captions without ?room=`);
+        throw new Error(
+          `voice_captions: members heard ${heard} captions without ?room=`,
+        );
       }
       return {
         ...result,
         caption_delivery_share: captions
-          ? heard / ((Number(result.caption_deltas_expected) + Number(result.captions_expected)) *
-            Number(result.caption_members))
+          ? heard /
+            ((Number(result.caption_deltas_expected) +
+              Number(result.captions_expected)) *
+              Number(result.caption_members))
           : 0,
       };
     },
@@ -1021,7 +1089,9 @@ const CASES: Record<string, CaseDef> = {
     unit: "deliveries/s",
     better: "higher",
     unavailable: (t) =>
-      t === "relay" ? roomsRouteMissing(PORTS.relay_rooms) : Promise.resolve(null),
+      t === "relay"
+        ? roomsRouteMissing(PORTS.relay_rooms)
+        : Promise.resolve(null),
     async run(t, server) {
       const tokens = await distinctUserTokens(ROOMS.fanoutMembers);
       return await fanout({
@@ -1046,11 +1116,14 @@ const CASES: Record<string, CaseDef> = {
     unit: "KiB",
     better: "lower",
     unavailable: (t) =>
-      t === "relay" ? roomsRouteMissing(PORTS.relay_rooms) : Promise.resolve(null),
+      t === "relay"
+        ? roomsRouteMissing(PORTS.relay_rooms)
+        : Promise.resolve(null),
     async run(t, server) {
       const n = SIZE.roomIdleMembers;
       const tokens = await distinctUserTokens(n);
       const rss = { warm: 0, open: 0 };
+      const snapshot = heapProbe(t, n);
       const warmLayout = Array.from(
         { length: ROOMS.warmMembers },
         (_, i) => ({ room: `warm-${i % 2}`, group: "all" }),
@@ -1071,6 +1144,7 @@ const CASES: Record<string, CaseDef> = {
           await sleep(500);
           if (line.stage === "warm") rss.warm = rssBytes(server.pid);
           else rss.open = rssBytes(server.pid);
+          await snapshot();
           await stdin.write(new TextEncoder().encode("go\n"));
         },
       );
@@ -1086,7 +1160,8 @@ const CASES: Record<string, CaseDef> = {
     },
   },
   room_bus: {
-    title: "R3. Room across two relay instances via the Realtime stand-in: p50 the bus adds",
+    title:
+      "R3. Room across two relay instances via the Realtime stand-in: p50 the bus adds",
     metric: "bus_added_p50_us",
     unit: "µs",
     better: "lower",
@@ -1129,7 +1204,9 @@ const CASES: Record<string, CaseDef> = {
         for (const s of started) await s.stop();
         await realtime.close();
         throw new Skip(
-          `the relay did not start with RELAY_ROOMS_BUS=realtime: ${(e as Error).message}`,
+          `the relay did not start with RELAY_ROOMS_BUS=realtime: ${
+            (e as Error).message
+          }`,
         );
       }
       const [a, b] = started as [Server, Server];
@@ -1195,7 +1272,11 @@ const CASES: Record<string, CaseDef> = {
         {
           mode: "room_fanout",
           wire: wireOf(t),
-          members: roomMembers(t, tokens.map(() => ({ room, group: "all" })), tokens),
+          members: roomMembers(
+            t,
+            tokens.map(() => ({ room, group: "all" })),
+            tokens,
+          ),
           senders: ROOMS.fanoutSenders,
           payloadBytes: ROOMS.payloadBytes,
           durationS: SIZE.seconds,
@@ -1215,7 +1296,8 @@ const CASES: Record<string, CaseDef> = {
         added_p50_us: med(on.runs, "p50_us") - med(off.runs, "p50_us"),
         added_p99_us: med(on.runs, "p99_us") - med(off.runs, "p99_us"),
         deliveries_per_s_ratio: on.median / off.median,
-        server_cpu_per_delivery_ratio: med(on.runs, "server_cpu_us_per_delivery") /
+        server_cpu_per_delivery_ratio:
+          med(on.runs, "server_cpu_us_per_delivery") /
           med(off.runs, "server_cpu_us_per_delivery"),
       };
     },
@@ -1234,7 +1316,11 @@ const CASES: Record<string, CaseDef> = {
       return await load({
         mode: "room_recovery",
         wire: wireOf(t),
-        members: roomMembers(t, tokens.map(() => ({ room, group: "all" })), tokens),
+        members: roomMembers(
+          t,
+          tokens.map(() => ({ room, group: "all" })),
+          tokens,
+        ),
         publishBase: `http://127.0.0.1:${roomPort(t)}/relay/rooms/`,
         secretKey: BENCH_SECRET_KEY,
         missed: ROOMS.recoveryMissed,
@@ -1245,9 +1331,10 @@ const CASES: Record<string, CaseDef> = {
     },
   },
   room_sse_memory: {
-    title: `R6. RSS per idle room connection, WebSocket member against SSE follower (${
-      SIZE.sseFollowers.toLocaleString("en-US")
-    } in ${ROOMS.sseRooms} rooms, history off)`,
+    title:
+      `R6. RSS per idle room connection, WebSocket member against SSE follower (${
+        SIZE.sseFollowers.toLocaleString("en-US")
+      } in ${ROOMS.sseRooms} rooms, history off)`,
     metric: "kib_per_member",
     unit: "KiB",
     better: "lower",
@@ -1259,14 +1346,20 @@ const CASES: Record<string, CaseDef> = {
         { length: ROOMS.warmMembers },
         (_, i) => ({ room: `warm-${i % 2}`, group: "all" }),
       );
-      const layout = tokens.map((_, i) => ({ room: `room-${i % ROOMS.sseRooms}`, group: "all" }));
+      const layout = tokens.map((_, i) => ({
+        room: `room-${i % ROOMS.sseRooms}`,
+        group: "all",
+      }));
       const sse = t === "relay_sse";
       // Followers read /relay/rooms/<room>/events; members join as in R2.
       const asFollowers = (members: RoomMember[]) =>
         sse
           ? members.map((m) => ({
             ...m,
-            url: m.url.replace(/^ws:/, "http:").replace(/\?jwt=/, "/events?jwt="),
+            url: m.url.replace(/^ws:/, "http:").replace(
+              /\?jwt=/,
+              "/events?jwt=",
+            ),
           }))
           : members;
       return await idleRss(
@@ -1315,7 +1408,9 @@ const NGINX_VERSION = await version("nginx", ["-v"]);
 
 /** The targets the chosen cases run: only what they use must be installed. */
 const NEEDED = new Set(
-  Object.keys(CASES).filter((name) => !ONLY || ONLY.includes(name)).flatMap(targetsFor),
+  Object.keys(CASES).filter((name) => !ONLY || ONLY.includes(name)).flatMap(
+    targetsFor,
+  ),
 );
 
 /** What the chosen baselines need installed; checked first, so a run fails at once and says how to fix it. */
@@ -1419,12 +1514,16 @@ try {
       // always runs right after the others (e.g. amid their TIME_WAIT sockets).
       // (A step of 2 would never rotate a pair: a pair alternates which goes first.)
       const step = targets.length === 2 ? 1 : 2;
-      const order = targets.map((_, i) => targets[(i + rep * step) % targets.length]!);
+      const order = targets.map((_, i) =>
+        targets[(i + rep * step) % targets.length]!
+      );
       for (const target of order) {
         if (skipped[target] || skipped["*"]) continue;
         let server: Server;
         try {
-          server = def.start ? await def.start(target) : await startTarget(target, name);
+          server = def.start
+            ? await def.start(target)
+            : await startTarget(target, name);
         } catch (e) {
           if (!(e instanceof Skip)) throw e;
           skipped["*"] = e.message;
@@ -1454,7 +1553,10 @@ try {
         }
       }
     }
-    const summary: Record<string, { median: number; runs: Record<string, unknown>[] }> = {};
+    const summary: Record<
+      string,
+      { median: number; runs: Record<string, unknown>[] }
+    > = {};
     for (const [target, list] of Object.entries(runs)) {
       summary[target] = {
         ...summarise(list.map((r) => Number(r[def.metric]))),
@@ -1493,8 +1595,9 @@ const report: Record<string, unknown> & {
   duration_s: Math.round((Date.now() - startedAt.getTime()) / 1000),
   machine: {
     cpus: navigator.hardwareConcurrency,
-    cpu_model: /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))
-      ?.[1] ?? "",
+    cpu_model:
+      /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))
+        ?.[1] ?? "",
     mem_gib: Math.round(Deno.systemMemoryInfo().total / 2 ** 30),
     kernel: Deno.osRelease(),
     pinning:
@@ -1506,15 +1609,17 @@ const report: Record<string, unknown> & {
     nginx: NGINX_VERSION,
     ws: JSON.parse(await Deno.readTextFile(`${BENCH}package.json`)).dependencies
       .ws,
-    "socket.io": JSON.parse(await Deno.readTextFile(`${BENCH}package.json`)).dependencies[
-      "socket.io"
-    ],
+    "socket.io":
+      JSON.parse(await Deno.readTextFile(`${BENCH}package.json`)).dependencies[
+        "socket.io"
+      ],
   },
   relay_settings_raised: RELAY_RAISED,
   relay_room_settings: {
     ...ROOM_RELAY,
     RELAY_ROOMS_BUS: "off (R1, R2, R4-R6, voice_captions); realtime (R3)",
-    RELAY_ROOM_HISTORY: `${ROOMS.historyKeep} for relay_history (R4, R5); off elsewhere`,
+    RELAY_ROOM_HISTORY:
+      `${ROOMS.historyKeep} for relay_history (R4, R5); off elsewhere`,
   },
   sizes: SIZE,
   cases: results,
@@ -1522,7 +1627,9 @@ const report: Record<string, unknown> & {
 // A run limited to some targets has no peers to compare with, and a filtered
 // quick run is not the smoke result: both go to partial.json (not committed).
 const partial = TARGET_FILTER !== undefined || (QUICK && ONLY !== undefined);
-const out = `${BENCH}results/${partial ? "partial" : QUICK ? "quick" : "full"}.json`;
+const out = `${BENCH}results/${
+  partial ? "partial" : QUICK ? "quick" : "full"
+}.json`;
 if (!QUICK && ONLY && !TARGET_FILTER) {
   // A partial full run (a rerun of noisy cases) replaces those cases in the last full results.
   const last = JSON.parse(await Deno.readTextFile(out).catch(() => "null"));
@@ -1531,8 +1638,13 @@ if (!QUICK && ONLY && !TARGET_FILTER) {
     report.started_at = last.started_at;
     // Earlier reruns stay listed: each says which cases are not from the first run.
     const rerun = { cases: ONLY, at: startedAt.toISOString() };
-    const earlier = last.rerun === undefined ? [] : [last.reruns_before ?? [], last.rerun].flat();
-    Object.assign(report, { rerun, ...(earlier.length ? { reruns_before: earlier } : {}) });
+    const earlier = last.rerun === undefined
+      ? []
+      : [last.reruns_before ?? [], last.rerun].flat();
+    Object.assign(report, {
+      rerun,
+      ...(earlier.length ? { reruns_before: earlier } : {}),
+    });
   }
 }
 await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");

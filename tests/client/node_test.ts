@@ -12,18 +12,17 @@ import assert from "node:assert/strict";
 import { type RelayUnderTest, startRelay } from "../helpers/relay_harness.ts";
 import { sleep, until } from "../helpers/ws_client.ts";
 import { itemTexts, startProxy, type TcpProxy } from "./support.ts";
-import { postgresUnavailable, startPostgres } from "../helpers/postgres.ts";
-import { type RelayProcess, startRelayProcess } from "../helpers/relay_process.ts";
-import { type AuthStandIn, startAuthStandIn } from "../stand_ins/auth.ts";
-import { startRealtimeStandIn } from "../stand_ins/supabase_realtime.ts";
-import { type RecordedRoom, recordRoom } from "./room_support.ts";
+import { postgresUnavailable } from "../helpers/postgres.ts";
+import type { RelayProcess } from "../helpers/relay_process.ts";
+import type { AuthStandIn } from "../stand_ins/auth.ts";
+import { recordRoom } from "./room_support.ts";
 import {
   assertWholeConversation,
-  instanceEnv,
   line,
   PATIENT,
   roomUser,
   storedRows,
+  withInstances,
 } from "./room_instances_support.ts";
 
 const SKIP = Deno.env.get("RELAY_CLIENT_NODE") === "skip";
@@ -179,6 +178,8 @@ Deno.test({
         await relay.relay.shutdown();
         const restarting = await node.waitState("reconnecting");
         assert.deepEqual([restarting.why, restarting.code], ["server_restarting", 1012]);
+        // Printed just after the state line, maybe in the next chunk the test reads.
+        await until(() => node.lines.some((l) => l.kind === "held"), 5000, "the held line");
         const held = node.lines.find((l) => l.kind === "held")?.held as { messages: number };
         assert.equal(held?.messages, 3);
         await node.waitState("open", 2);
@@ -312,31 +313,17 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     prerequisites();
-    const [pg, auth, realtime] = await Promise.all([
-      startPostgres(),
-      startAuthStandIn(),
-      startRealtimeStandIn(),
-    ]);
-    const env = instanceEnv(auth, realtime, pg);
-    const processes: RelayProcess[] = [];
-    const start = async (port?: number) => {
-      const relay = await startRelayProcess(env, { port });
-      processes.push(relay);
-      return relay;
-    };
-    const tokens = startTokenServer(auth);
-    const proxies: TcpProxy[] = [];
-    let ada: RecordedRoom | null = null;
-    let failure: unknown = null;
-    try {
+    await withInstances(async ({ pg, auth, start, proxy, defer }) => {
+      const tokens = startTokenServer(auth);
+      defer(() => tokens.close());
       const [A, B] = await Promise.all([start(), start()]);
       const room = "public:node";
       // Node on A, Ada (Deno) on B, each through a proxy that can cut its network;
       // the restarted A listens on the same port, behind the same proxy.
-      const toA = startProxy(A.port);
-      const toB = startProxy(B.port);
-      proxies.push(toA, toB);
-      const a = ada = recordRoom(toB, roomUser(auth), { room, self: true, ...PATIENT });
+      const toA = proxy(A.port);
+      const toB = proxy(B.port);
+      const a = recordRoom(toB, roomUser(auth), { room, self: true, ...PATIENT });
+      defer(() => a.room.close());
       await a.waitState("open", 1, 30_000);
       const node = new NodeClient({
         RELAY_URL: toA.url("/relay"),
@@ -431,26 +418,6 @@ Deno.test({
         `measured: Node on A rejoined ${opens.length - 1} times (restart, cut), ` +
           `recovered each time; ${got.length} of Ada's lines at Node, 200 at Ada, 200 rows`,
       );
-    } catch (error) {
-      failure = error;
-    }
-    for (
-      const step of [
-        () => ada?.room.close(),
-        ...proxies.map((p) => () => p.close()),
-        () => tokens.close(),
-        () => Promise.all(processes.map((p) => p.stop())),
-        () => realtime.close(),
-        () => auth.close(),
-        () => pg.remove(),
-      ]
-    ) {
-      try {
-        await step();
-      } catch (error) {
-        failure ??= error;
-      }
-    }
-    if (failure !== null) throw failure;
+    });
   },
 });

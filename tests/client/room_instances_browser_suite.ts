@@ -17,21 +17,19 @@ import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import type { RoomBroadcast } from "../../client/relay_client.js";
 import { CHROMIUM, CHROMIUM_ARGS } from "../e2e/chromium.ts";
-import { postgresUnavailable, startPostgres } from "../helpers/postgres.ts";
-import { type RelayProcess, startRelayProcess } from "../helpers/relay_process.ts";
+import { postgresUnavailable } from "../helpers/postgres.ts";
+import type { RelayProcess } from "../helpers/relay_process.ts";
 import { sleep } from "../helpers/ws_client.ts";
-import { type AuthStandIn, startAuthStandIn } from "../stand_ins/auth.ts";
-import { startRealtimeStandIn } from "../stand_ins/supabase_realtime.ts";
-import { type RecordedRoom, recordRoom } from "./room_support.ts";
+import type { AuthStandIn } from "../stand_ins/auth.ts";
+import { recordRoom } from "./room_support.ts";
 import {
   assertWholeConversation,
-  instanceEnv,
   key,
   PATIENT,
   roomUser,
   storedRows,
+  withInstances,
 } from "./room_instances_support.ts";
-import { startProxy, type TcpProxy } from "./support.ts";
 
 const unavailable = postgresUnavailable();
 if (unavailable) console.log(`room client in Chromium across instances: ignored, ${unavailable}`);
@@ -102,24 +100,14 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async (t) => {
-    const [pg, auth, realtime] = await Promise.all([
-      startPostgres(),
-      startAuthStandIn(),
-      startRealtimeStandIn(),
-    ]);
-    const env = instanceEnv(auth, realtime, pg);
-    const processes: RelayProcess[] = [];
-    const rooms: RecordedRoom[] = [];
-    const proxies: TcpProxy[] = [];
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS] });
-    const site = servePage(auth, crypto.randomUUID());
-    let failure: unknown = null;
-    try {
-      const start = async (port?: number) => {
-        const relay = await startRelayProcess(env, { port });
-        processes.push(relay);
-        return relay;
-      };
+    await withInstances(async ({ pg, auth, start, proxy, defer }) => {
+      const browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: [...CHROMIUM_ARGS],
+      });
+      defer(() => browser.close());
+      const site = servePage(auth, crypto.randomUUID());
+      defer(() => site.close());
       const [A, B] = await Promise.all([start(), start()]);
       const page = await browser.newPage();
       const pageLog = () => page.evaluate(() => (globalThis as unknown as { log: PageLog }).log);
@@ -136,18 +124,16 @@ Deno.test({
           await page.waitForSelector("body[data-ready=true]", { state: "attached" });
           // Chromium on A through a proxy (the restarted A listens on the same port; the
           // proxy cuts the page's network).
-          const toA = startProxy(A.port);
-          proxies.push(toA);
+          const toA = proxy(A.port);
           await page.evaluate(
             ([url, name, options]) =>
               (globalThis as unknown as { start(u: string, n: string, o: unknown): void })
                 .start(url, name, options),
             [toA.url("/relay"), room, PATIENT] as const,
           );
-          const toB = startProxy(B.port);
-          proxies.push(toB);
+          const toB = proxy(B.port);
           const deno = recordRoom(toB, roomUser(auth), { room, self: true, ...PATIENT });
-          rooms.push(deno);
+          defer(() => deno.room.close());
           await waitPage(
             `globalThis.log.states.some((s) => s.state === "open")`,
             "the first join",
@@ -240,27 +226,6 @@ Deno.test({
           await page.close();
         },
       );
-    } catch (error) {
-      failure = error;
-    }
-    for (
-      const step of [
-        () => browser.close(),
-        () => site.close(),
-        () => Promise.all(rooms.map((r) => r.room.close())),
-        ...proxies.map((p) => () => p.close()),
-        () => Promise.all(processes.map((p) => p.stop())),
-        () => realtime.close(),
-        () => auth.close(),
-        () => pg.remove(),
-      ]
-    ) {
-      try {
-        await step();
-      } catch (error) {
-        failure ??= error;
-      }
-    }
-    if (failure !== null) throw failure;
+    });
   },
 });

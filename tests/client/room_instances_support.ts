@@ -1,16 +1,18 @@
 /**
  * What the room client's tests across relay processes share: the settings of
- * instances of one project (Realtime stand-in, PostgreSQL history), users of
- * the Auth stand-in, the rows a room keeps, and the check of a whole
- * conversation.
+ * instances of one project (Realtime stand-in, PostgreSQL history) and their
+ * teardown, users of the Auth stand-in, the rows a room keeps, and the check
+ * of a whole conversation.
  * @module
  */
 import assert from "node:assert/strict";
 import type { RoomBroadcast } from "../../client/relay_client.js";
-import type { TestPostgres } from "../helpers/postgres.ts";
-import type { AuthStandIn } from "../stand_ins/auth.ts";
-import type { RealtimeStandIn } from "../stand_ins/supabase_realtime.ts";
+import { startPostgres, type TestPostgres } from "../helpers/postgres.ts";
+import { type RelayProcess, startRelayProcess } from "../helpers/relay_process.ts";
+import { type AuthStandIn, startAuthStandIn } from "../stand_ins/auth.ts";
+import { type RealtimeStandIn, startRealtimeStandIn } from "../stand_ins/supabase_realtime.ts";
 import type { RoomUser } from "./room_support.ts";
+import { startProxy, type TcpProxy } from "./support.ts";
 
 /** Reconnects fast and, while an instance restarts (a new process starting), keeps trying. */
 export const PATIENT = {
@@ -100,4 +102,72 @@ export function assertWholeConversation(
       `${label}: ${from}'s lines complete and in order`,
     );
   }
+}
+
+/** Instances of one project and what they run on, for one test. */
+export interface Instances {
+  readonly pg: TestPostgres;
+  readonly auth: AuthStandIn;
+  readonly realtime: RealtimeStandIn;
+  /** Starts a relay process on {@linkcode instanceEnv}'s settings (on `port`: a restarted one's). */
+  start(port?: number): Promise<RelayProcess>;
+  /** A TCP proxy in front of `port` (a member's network, to cut). */
+  proxy(port: number): TcpProxy;
+  /** Runs `step` at teardown, before the proxies, processes and stand-ins stop (in the order given). */
+  defer(step: () => unknown): void;
+}
+
+/**
+ * Runs `body` with PostgreSQL, the Auth and Realtime stand-ins and relay
+ * processes started on demand, then stops everything, each step even after
+ * another failed; the first failure (the body's first) is thrown.
+ */
+export async function withInstances(body: (instances: Instances) => Promise<void>): Promise<void> {
+  const [pg, auth, realtime] = await Promise.all([
+    startPostgres(),
+    startAuthStandIn(),
+    startRealtimeStandIn(),
+  ]);
+  const env = instanceEnv(auth, realtime, pg);
+  const processes: RelayProcess[] = [];
+  const proxies: TcpProxy[] = [];
+  const deferred: (() => unknown)[] = [];
+  let failure: unknown = null;
+  try {
+    await body({
+      pg,
+      auth,
+      realtime,
+      start: async (port) => {
+        const relay = await startRelayProcess(env, { port });
+        processes.push(relay);
+        return relay;
+      },
+      proxy: (port) => {
+        const proxy = startProxy(port);
+        proxies.push(proxy);
+        return proxy;
+      },
+      defer: (step) => deferred.push(step),
+    });
+  } catch (error) {
+    failure = error;
+  }
+  for (
+    const step of [
+      ...deferred,
+      ...proxies.map((proxy) => () => proxy.close()),
+      () => Promise.all(processes.map((relay) => relay.stop())),
+      () => realtime.close(),
+      () => auth.close(),
+      () => pg.remove(),
+    ]
+  ) {
+    try {
+      await step();
+    } catch (error) {
+      failure ??= error;
+    }
+  }
+  if (failure !== null) throw failure;
 }

@@ -12,21 +12,19 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { postgresUnavailable, startPostgres } from "../helpers/postgres.ts";
-import { type RelayProcess, startRelayProcess } from "../helpers/relay_process.ts";
+import { postgresUnavailable } from "../helpers/postgres.ts";
+import type { RelayProcess } from "../helpers/relay_process.ts";
 import { sleep } from "../helpers/ws_client.ts";
-import { startAuthStandIn } from "../stand_ins/auth.ts";
-import { startRealtimeStandIn } from "../stand_ins/supabase_realtime.ts";
 import { type RecordedRoom, recordRoom } from "./room_support.ts";
 import {
   assertWholeConversation,
-  instanceEnv,
   key,
   PATIENT,
   roomUser,
   storedRows,
+  withInstances,
 } from "./room_instances_support.ts";
-import { startProxy, type TcpProxy } from "./support.ts";
+import type { TcpProxy } from "./support.ts";
 
 const unavailable = postgresUnavailable();
 if (unavailable) console.log(`room client across instances: ignored, ${unavailable}`);
@@ -56,35 +54,19 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async (t) => {
-    const [pg, auth, realtime] = await Promise.all([
-      startPostgres(),
-      startAuthStandIn(),
-      startRealtimeStandIn(),
-    ]);
-    const env = instanceEnv(auth, realtime, pg);
-    const processes: RelayProcess[] = [];
-    const rooms: RecordedRoom[] = [];
-    const proxies: TcpProxy[] = [];
-    let failure: unknown = null;
-    try {
-      const start = async (port?: number) => {
-        const relay = await startRelayProcess(env, { port });
-        processes.push(relay);
-        return relay;
-      };
+    await withInstances(async ({ pg, auth, start, proxy, defer }) => {
       const [A, B] = await Promise.all([start(), start()]);
 
       await t.step(
         "200 messages between a member on A and one on B, through a restart of A (1012) and a TCP cut on B: complete, in order, once",
         async () => {
           const room = "conversation";
-          const toB = startProxy(B.port);
-          proxies.push(toB);
+          const toB = proxy(B.port);
           // Ada on A, straight to its port (the restarted A listens there again); Bob on B
           // through a proxy (his network is cut). Both hear themselves: each has all 200.
           const ada = recordRoom(direct(A.port), roomUser(auth), { room, self: true, ...PATIENT });
           const bob = recordRoom(toB, roomUser(auth), { room, self: true, ...PATIENT });
-          rooms.push(ada, bob);
+          defer(() => Promise.all([ada.room.close(), bob.room.close()]));
           await Promise.all([ada.waitState("open", 1, 30_000), bob.waitState("open", 1, 30_000)]);
 
           const sent = { ada: 0, bob: 0 };
@@ -168,25 +150,6 @@ Deno.test({
           );
         },
       );
-    } catch (error) {
-      failure = error;
-    }
-    for (
-      const step of [
-        () => Promise.all(rooms.map((r) => r.room.close())),
-        ...proxies.map((p) => () => p.close()),
-        () => Promise.all(processes.map((p) => p.stop())),
-        () => realtime.close(),
-        () => auth.close(),
-        () => pg.remove(),
-      ]
-    ) {
-      try {
-        await step();
-      } catch (error) {
-        failure ??= error;
-      }
-    }
-    if (failure !== null) throw failure;
+    });
   },
 });
