@@ -19,12 +19,7 @@ import type { LoadConfig } from "./load.ts";
 import type { RoomLoadConfig, RoomMember, RoomWire } from "./rooms_load.ts";
 import { renderChart, type Report } from "./chart.ts";
 import { withTables } from "./report.ts";
-import {
-  heapGrowth,
-  type HeapSummary,
-  heapSummary,
-  inspectPortOf,
-} from "./heap.ts";
+import { heapGrowth, type HeapSummary, heapSummary, inspectPortOf } from "./heap.ts";
 
 const QUICK = Deno.args.includes("--quick");
 const argValue = (name: string) => {
@@ -40,8 +35,7 @@ const DENO = Deno.execPath();
 /** The load generator gets core 0; every server (upstream, relay, baseline) core 1. */
 const LOAD_CORE = 0;
 /** Extra `deno run` flags for a Deno server, e.g. BENCH_RELAY_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
-const denoFlags = (variable: string) =>
-  (Deno.env.get(variable) ?? "").split(" ").filter(Boolean);
+const denoFlags = (variable: string) => (Deno.env.get(variable) ?? "").split(" ").filter(Boolean);
 const RELAY_FLAGS = denoFlags("BENCH_RELAY_FLAGS");
 const NAIVE_FLAGS = denoFlags("BENCH_NAIVE_FLAGS");
 const SERVER_CORE = 1;
@@ -154,8 +148,7 @@ const TARGETS: TargetName[] = (
 const EXAMPLE_POLICY = JSON.stringify({
   session: {
     type: "realtime",
-    instructions:
-      "You are the support assistant of Example Inc. Answer in one short sentence.",
+    instructions: "You are the support assistant of Example Inc. Answer in one short sentence.",
     tools: [],
     tool_choice: "auto",
     audio: { output: { voice: "marin" } },
@@ -322,26 +315,18 @@ function relayEnv(target: RelayTarget): Record<string, string> {
     PATH: Deno.env.get("PATH") ?? "",
     HOME: Deno.env.get("HOME") ?? "/tmp",
     // An empty DENO_DIR would make the relay's working directory (the repo) its cache.
-    ...(Deno.env.get("DENO_DIR")
-      ? { DENO_DIR: Deno.env.get("DENO_DIR")! }
-      : {}),
+    ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
     SUPABASE_URL: auth.url,
     SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
     OPENAI_API_KEY: "sk-bench-not-a-real-key",
     OPENAI_REALTIME_URL: `${upstreamFor(target)}/v1/realtime`,
     PORT: String(PORTS[target]),
     ...RELAY_RAISED,
-    ...(target === "relay_policy"
-      ? { RELAY_SESSION_POLICY: EXAMPLE_POLICY }
-      : {}),
-    ...(target === "relay_all"
-      ? { ...ALL_FEATURES, RELAY_DATABASE_URL: database!.url }
-      : {}),
+    ...(target === "relay_policy" ? { RELAY_SESSION_POLICY: EXAMPLE_POLICY } : {}),
+    ...(target === "relay_all" ? { ...ALL_FEATURES, RELAY_DATABASE_URL: database!.url } : {}),
     // For experiments, e.g. BENCH_RELAY_ENV="RELAY_LOG_LEVEL=error": never in a published run.
     ...Object.fromEntries(
-      denoFlags("BENCH_RELAY_ENV").map((pair) =>
-        pair.split("=", 2) as [string, string]
-      ),
+      denoFlags("BENCH_RELAY_ENV").map((pair) => pair.split("=", 2) as [string, string]),
     ),
   };
 }
@@ -354,9 +339,7 @@ function urlsFor(
 ): string[] {
   const path = "/v1/realtime?model=gpt-realtime";
   if (target === "relay_policy") {
-    return tokens.slice(0, users).map((t) =>
-      `ws://127.0.0.1:${PORTS.relay_policy}/relay?jwt=${t}`
-    );
+    return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${PORTS.relay_policy}/relay?jwt=${t}`);
   }
   if (target === "relay_all") {
     // load.ts puts a fresh id in place of {session} for every connection.
@@ -374,13 +357,9 @@ function urlsFor(
     // The same request as the relay's, token included: every contender holds
     // what the client sent (Deno keeps an upgraded request's URL, ~0.9 KB with
     // a Supabase access token), and the baselines pass it on as they would.
-    return tokens.slice(0, users).map((t) =>
-      `ws://127.0.0.1:${port}${path}&jwt=${t}`
-    );
+    return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${port}${path}&jwt=${t}`);
   }
-  return tokens.slice(0, users).map((t) =>
-    `ws://127.0.0.1:${PORTS.relay}/relay?jwt=${t}`
-  );
+  return tokens.slice(0, users).map((t) => `ws://127.0.0.1:${PORTS.relay}/relay?jwt=${t}`);
 }
 
 const tmp = await Deno.makeTempDir({ prefix: "relay-bench-" });
@@ -445,9 +424,7 @@ async function startTarget(
         target,
         [
           "node",
-          `${BENCH}baselines/${target}.${
-            target === "rooms_socketio" ? "cjs" : "mjs"
-          }`,
+          `${BENCH}baselines/${target}.${target === "rooms_socketio" ? "cjs" : "mjs"}`,
           "--port",
           String(PORTS[target]),
         ],
@@ -602,7 +579,6 @@ interface CaseDef {
 /** Settings of the relay in the room cases, beside RELAY_RAISED (see docs/BENCHMARKS.md, "Rooms"). */
 const ROOM_RELAY = { RELAY_ROOMS: "open" };
 
-/** The real entrypoint with rooms on, on `port`; `extra` chooses the bus. */
 /**
  * With BENCH_HEAP_DIR set and the target started with an inspector flag: a
  * function to call once warm and once with all `count` connections open; the
@@ -610,7 +586,11 @@ const ROOM_RELAY = { RELAY_ROOMS: "open" };
  */
 function heapProbe(t: TargetName, count: number): () => Promise<void> {
   const port = HEAP_DIR === undefined ? null : inspectPortOf(
-    t === "naive_deno" ? NAIVE_FLAGS : t.startsWith("relay") ? RELAY_FLAGS : [],
+    t === "naive_deno" || t === "rooms_deno_map"
+      ? NAIVE_FLAGS
+      : t.startsWith("relay")
+      ? RELAY_FLAGS
+      : [],
   );
   let warm: HeapSummary | null = null;
   return async () => {
@@ -626,6 +606,7 @@ function heapProbe(t: TargetName, count: number): () => Promise<void> {
   };
 }
 
+/** The real entrypoint with rooms on, on `port`; `extra` chooses the bus. */
 async function startRoomRelay(
   name: string,
   port: number,
@@ -752,8 +733,7 @@ async function databasePid(): Promise<number | null> {
 }
 
 /** A room name of its own for each run: history stays in the database between runs. */
-const freshRoom = (prefix: string) =>
-  `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+const freshRoom = (prefix: string) => `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
 
 /** Why the room history cases cannot run here, or null. */
 function historySkip(): Promise<string | null> {
@@ -943,8 +923,7 @@ const CASES: Record<string, CaseDef> = {
     },
   },
   voice: {
-    title:
-      `6. Voice sessions (${SIZE.voiceSessions} at once): CPU-s per 400 s session`,
+    title: `6. Voice sessions (${SIZE.voiceSessions} at once): CPU-s per 400 s session`,
     metric: "cpu_s_per_400s",
     unit: "CPU-s",
     better: "lower",
@@ -1002,9 +981,7 @@ const CASES: Record<string, CaseDef> = {
             Number(result.captions_per_member_min) > 0);
         if (!flowed) {
           throw new Error(
-            `voice_captions: captions did not reach every member: ${
-              JSON.stringify(result)
-            }`,
+            `voice_captions: captions did not reach every member: ${JSON.stringify(result)}`,
           );
         }
       } else if (heard !== 0) {
@@ -1089,9 +1066,7 @@ const CASES: Record<string, CaseDef> = {
     unit: "deliveries/s",
     better: "higher",
     unavailable: (t) =>
-      t === "relay"
-        ? roomsRouteMissing(PORTS.relay_rooms)
-        : Promise.resolve(null),
+      t === "relay" ? roomsRouteMissing(PORTS.relay_rooms) : Promise.resolve(null),
     async run(t, server) {
       const tokens = await distinctUserTokens(ROOMS.fanoutMembers);
       return await fanout({
@@ -1116,9 +1091,7 @@ const CASES: Record<string, CaseDef> = {
     unit: "KiB",
     better: "lower",
     unavailable: (t) =>
-      t === "relay"
-        ? roomsRouteMissing(PORTS.relay_rooms)
-        : Promise.resolve(null),
+      t === "relay" ? roomsRouteMissing(PORTS.relay_rooms) : Promise.resolve(null),
     async run(t, server) {
       const n = SIZE.roomIdleMembers;
       const tokens = await distinctUserTokens(n);
@@ -1160,8 +1133,7 @@ const CASES: Record<string, CaseDef> = {
     },
   },
   room_bus: {
-    title:
-      "R3. Room across two relay instances via the Realtime stand-in: p50 the bus adds",
+    title: "R3. Room across two relay instances via the Realtime stand-in: p50 the bus adds",
     metric: "bus_added_p50_us",
     unit: "µs",
     better: "lower",
@@ -1204,9 +1176,7 @@ const CASES: Record<string, CaseDef> = {
         for (const s of started) await s.stop();
         await realtime.close();
         throw new Skip(
-          `the relay did not start with RELAY_ROOMS_BUS=realtime: ${
-            (e as Error).message
-          }`,
+          `the relay did not start with RELAY_ROOMS_BUS=realtime: ${(e as Error).message}`,
         );
       }
       const [a, b] = started as [Server, Server];
@@ -1296,8 +1266,7 @@ const CASES: Record<string, CaseDef> = {
         added_p50_us: med(on.runs, "p50_us") - med(off.runs, "p50_us"),
         added_p99_us: med(on.runs, "p99_us") - med(off.runs, "p99_us"),
         deliveries_per_s_ratio: on.median / off.median,
-        server_cpu_per_delivery_ratio:
-          med(on.runs, "server_cpu_us_per_delivery") /
+        server_cpu_per_delivery_ratio: med(on.runs, "server_cpu_us_per_delivery") /
           med(off.runs, "server_cpu_us_per_delivery"),
       };
     },
@@ -1331,10 +1300,9 @@ const CASES: Record<string, CaseDef> = {
     },
   },
   room_sse_memory: {
-    title:
-      `R6. RSS per idle room connection, WebSocket member against SSE follower (${
-        SIZE.sseFollowers.toLocaleString("en-US")
-      } in ${ROOMS.sseRooms} rooms, history off)`,
+    title: `R6. RSS per idle room connection, WebSocket member against SSE follower (${
+      SIZE.sseFollowers.toLocaleString("en-US")
+    } in ${ROOMS.sseRooms} rooms, history off)`,
     metric: "kib_per_member",
     unit: "KiB",
     better: "lower",
@@ -1514,16 +1482,12 @@ try {
       // always runs right after the others (e.g. amid their TIME_WAIT sockets).
       // (A step of 2 would never rotate a pair: a pair alternates which goes first.)
       const step = targets.length === 2 ? 1 : 2;
-      const order = targets.map((_, i) =>
-        targets[(i + rep * step) % targets.length]!
-      );
+      const order = targets.map((_, i) => targets[(i + rep * step) % targets.length]!);
       for (const target of order) {
         if (skipped[target] || skipped["*"]) continue;
         let server: Server;
         try {
-          server = def.start
-            ? await def.start(target)
-            : await startTarget(target, name);
+          server = def.start ? await def.start(target) : await startTarget(target, name);
         } catch (e) {
           if (!(e instanceof Skip)) throw e;
           skipped["*"] = e.message;
@@ -1595,9 +1559,8 @@ const report: Record<string, unknown> & {
   duration_s: Math.round((Date.now() - startedAt.getTime()) / 1000),
   machine: {
     cpus: navigator.hardwareConcurrency,
-    cpu_model:
-      /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))
-        ?.[1] ?? "",
+    cpu_model: /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))
+      ?.[1] ?? "",
     mem_gib: Math.round(Deno.systemMemoryInfo().total / 2 ** 30),
     kernel: Deno.osRelease(),
     pinning:
@@ -1609,17 +1572,15 @@ const report: Record<string, unknown> & {
     nginx: NGINX_VERSION,
     ws: JSON.parse(await Deno.readTextFile(`${BENCH}package.json`)).dependencies
       .ws,
-    "socket.io":
-      JSON.parse(await Deno.readTextFile(`${BENCH}package.json`)).dependencies[
-        "socket.io"
-      ],
+    "socket.io": JSON.parse(await Deno.readTextFile(`${BENCH}package.json`)).dependencies[
+      "socket.io"
+    ],
   },
   relay_settings_raised: RELAY_RAISED,
   relay_room_settings: {
     ...ROOM_RELAY,
     RELAY_ROOMS_BUS: "off (R1, R2, R4-R6, voice_captions); realtime (R3)",
-    RELAY_ROOM_HISTORY:
-      `${ROOMS.historyKeep} for relay_history (R4, R5); off elsewhere`,
+    RELAY_ROOM_HISTORY: `${ROOMS.historyKeep} for relay_history (R4, R5); off elsewhere`,
   },
   sizes: SIZE,
   cases: results,
@@ -1627,9 +1588,7 @@ const report: Record<string, unknown> & {
 // A run limited to some targets has no peers to compare with, and a filtered
 // quick run is not the smoke result: both go to partial.json (not committed).
 const partial = TARGET_FILTER !== undefined || (QUICK && ONLY !== undefined);
-const out = `${BENCH}results/${
-  partial ? "partial" : QUICK ? "quick" : "full"
-}.json`;
+const out = `${BENCH}results/${partial ? "partial" : QUICK ? "quick" : "full"}.json`;
 if (!QUICK && ONLY && !TARGET_FILTER) {
   // A partial full run (a rerun of noisy cases) replaces those cases in the last full results.
   const last = JSON.parse(await Deno.readTextFile(out).catch(() => "null"));
@@ -1638,9 +1597,7 @@ if (!QUICK && ONLY && !TARGET_FILTER) {
     report.started_at = last.started_at;
     // Earlier reruns stay listed: each says which cases are not from the first run.
     const rerun = { cases: ONLY, at: startedAt.toISOString() };
-    const earlier = last.rerun === undefined
-      ? []
-      : [last.reruns_before ?? [], last.rerun].flat();
+    const earlier = last.rerun === undefined ? [] : [last.reruns_before ?? [], last.rerun].flat();
     Object.assign(report, {
       rerun,
       ...(earlier.length ? { reruns_before: earlier } : {}),
