@@ -354,6 +354,18 @@ export function connectionTarget({ url, session, token, tokenIn = "protocol", mo
   const address = new URL(url);
   address.searchParams.set("session", session);
   if (model !== undefined) address.searchParams.set("model", model);
+  return carryToken(address, token, tokenIn);
+}
+
+/**
+ * Where the token goes on `address` (the relay accepts each): `?jwt=`, an
+ * `Authorization` header (Node's ws), or a `jwt-` subprotocol (browsers).
+ * @param {URL} address
+ * @param {string} token
+ * @param {"protocol" | "query" | "header"} tokenIn
+ * @returns {{ url: string, protocols: string[], headers?: Record<string, string> }}
+ */
+function carryToken(address, token, tokenIn) {
   if (tokenIn === "query") {
     address.searchParams.set("jwt", token);
     return { url: address.href, protocols: [] };
@@ -362,6 +374,66 @@ export function connectionTarget({ url, session, token, tokenIn = "protocol", mo
     return { url: address.href, protocols: [], headers: { authorization: `Bearer ${token}` } };
   }
   return { url: address.href, protocols: ["realtime", `jwt-${token}`] };
+}
+
+/**
+ * A fresh token from the app's `getToken`, or `null` when it failed or gave
+ * no usable string.
+ * @param {() => unknown} getToken
+ * @returns {Promise<string | null>}
+ */
+async function freshToken(getToken) {
+  try {
+    const token = await getToken();
+    return typeof token === "string" && token !== "" ? token : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Opens a socket to `target` the way its token travels (throws as the
+ * WebSocket constructor does).
+ * @param {WebSocketConstructor} Socket
+ * @param {{ url: string, protocols: string[], headers?: Record<string, string> }} target
+ */
+function openSocket(Socket, target) {
+  return target.headers
+    ? new Socket(target.url, [], { headers: target.headers })
+    : target.protocols.length === 0
+    ? new Socket(target.url)
+    : new Socket(target.url, target.protocols);
+}
+
+/**
+ * The close code and reason of a decision, for the state reported.
+ * @param {{ code?: number, reason?: string }} decision
+ * @returns {{ code?: number, reason?: string }}
+ */
+function closeOf(decision) {
+  /** @type {{ code?: number, reason?: string }} */
+  const close = {};
+  if (decision.code !== undefined) close.code = decision.code;
+  if (decision.reason !== undefined) close.reason = decision.reason;
+  return close;
+}
+
+/**
+ * Runs an app callback; what it throws is rethrown on its own, so it shows
+ * as the app's error without breaking the connection's bookkeeping.
+ * @template {unknown[]} A
+ * @param {((...args: A) => void) | undefined} callback
+ * @param {A} args
+ */
+function callApp(callback, ...args) {
+  if (!callback) return;
+  try {
+    callback(...args);
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error;
+    });
+  }
 }
 
 /**
@@ -599,15 +671,9 @@ export class RelayConnection {
       this.#finish({ why: "no_websocket" });
       return;
     }
-    /** @type {unknown} */
-    let token;
-    try {
-      token = await this.#options.getToken();
-    } catch {
-      token = null;
-    }
+    const token = await freshToken(() => this.#options.getToken());
     if (attempt !== this.#current) return; // closed, or timed out, meanwhile
-    if (typeof token !== "string" || token === "") {
+    if (token === null) {
       this.#ended(attempt, { reconnect: this.#established, why: "token_unavailable" });
       return;
     }
@@ -620,11 +686,7 @@ export class RelayConnection {
     });
     let socket;
     try {
-      socket = target.headers
-        ? new Socket(target.url, [], { headers: target.headers })
-        : target.protocols.length === 0
-        ? new Socket(target.url)
-        : new Socket(target.url, target.protocols);
+      socket = openSocket(Socket, target);
     } catch {
       // Never the error itself: a browser's names the offending subprotocol, the token.
       this.#ended(attempt, { reconnect: this.#established, why: "refused" });
@@ -671,7 +733,7 @@ export class RelayConnection {
       const raw = typeof data === "string" || data instanceof ArrayBuffer
         ? data
         : toArrayBuffer(data);
-      if (raw !== null) this.#call(this.#options.onMessage, raw);
+      if (raw !== null) callApp(this.#options.onMessage, raw);
       return;
     }
     const relayEvent = /** @type {RelayEvent} */ (event);
@@ -692,7 +754,7 @@ export class RelayConnection {
       else if (relayEvent.type === SESSION_RESUMED) this.#ready(attempt, relayEvent);
       else if (!attempt.ready && error === null) this.#ready(attempt, null);
     }
-    this.#call(this.#options.onEvent, relayEvent);
+    callApp(this.#options.onEvent, relayEvent);
     if (expired) this.#retire(attempt, "session_expired");
   }
 
@@ -802,10 +864,7 @@ export class RelayConnection {
   #ended(attempt, decision) {
     clearTimeout(attempt.timer);
     this.#current = null;
-    /** @type {{ code?: number, reason?: string }} */
-    const close = {};
-    if (decision.code !== undefined) close.code = decision.code;
-    if (decision.reason !== undefined) close.reason = decision.reason;
+    const close = closeOf(decision);
     if (!decision.reconnect) {
       this.#finish({ why: decision.why, ...close });
       return;
@@ -834,7 +893,7 @@ export class RelayConnection {
     const final = { session: this.#session, attempt: this.#attempts, ...info, unsent };
     this.#state = "closed";
     this.#resolveClosed(final);
-    this.#call(this.#options.onState, "closed", final);
+    callApp(this.#options.onState, "closed", final);
   }
 
   /**
@@ -843,29 +902,11 @@ export class RelayConnection {
    */
   #setState(state, info) {
     this.#state = state;
-    this.#call(this.#options.onState, state, {
+    callApp(this.#options.onState, state, {
       session: this.#session,
       attempt: this.#attempts,
       ...info,
     });
-  }
-
-  /**
-   * Runs an app callback; what it throws is rethrown on its own, so it shows
-   * as the app's error without breaking the connection's bookkeeping.
-   * @template {unknown[]} A
-   * @param {((...args: A) => void) | undefined} callback
-   * @param {A} args
-   */
-  #call(callback, ...args) {
-    if (!callback) return;
-    try {
-      callback(...args);
-    } catch (error) {
-      queueMicrotask(() => {
-        throw error;
-      });
-    }
   }
 }
 
@@ -1084,14 +1125,7 @@ export function roomTarget({ url, room, token, tokenIn = "protocol", since, last
   if (typeof since === "number") address.searchParams.set("since", String(since));
   else if (typeof last === "number") address.searchParams.set("last", String(last));
   if (self) address.searchParams.set("self", "true");
-  if (tokenIn === "query") {
-    address.searchParams.set("jwt", token);
-    return { url: address.href, protocols: [] };
-  }
-  if (tokenIn === "header") {
-    return { url: address.href, protocols: [], headers: { authorization: `Bearer ${token}` } };
-  }
-  return { url: address.href, protocols: ["realtime", `jwt-${token}`] };
+  return carryToken(address, token, tokenIn);
 }
 
 /** Skipped offsets remembered (to deliver late arrivals and to ask for them again). */
@@ -1671,15 +1705,9 @@ export class RelayRoom {
       this.#finish({ why: "no_websocket" });
       return;
     }
-    /** @type {unknown} */
-    let token;
-    try {
-      token = await this.#options.getToken();
-    } catch {
-      token = null;
-    }
+    const token = await freshToken(() => this.#options.getToken());
     if (attempt !== this.#current) return;
-    if (typeof token !== "string" || token === "") {
+    if (token === null) {
       this.#ended(attempt, { reconnect: this.#established, why: "token_unavailable" });
       return;
     }
@@ -1698,11 +1726,7 @@ export class RelayRoom {
     });
     let socket;
     try {
-      socket = target.headers
-        ? new Socket(target.url, [], { headers: target.headers })
-        : target.protocols.length === 0
-        ? new Socket(target.url)
-        : new Socket(target.url, target.protocols);
+      socket = openSocket(Socket, target);
     } catch {
       this.#ended(attempt, { reconnect: this.#established, why: "refused" });
       return;
@@ -1739,12 +1763,12 @@ export class RelayRoom {
       } catch { /* not JSON */ }
     } else {
       const raw = data instanceof ArrayBuffer ? data : toArrayBuffer(data);
-      if (raw !== null) this.#call(this.#options.onBinary, raw);
+      if (raw !== null) callApp(this.#options.onBinary, raw);
       return;
     }
     if (!isRecord(event) || typeof event.type !== "string") return;
     const roomEvent = /** @type {RelayEvent} */ (event);
-    this.#call(this.#options.onEvent, roomEvent);
+    callApp(this.#options.onEvent, roomEvent);
     const notice = closeNoticeOf(roomEvent);
     if (notice !== null) {
       attempt.notice = notice;
@@ -1789,7 +1813,7 @@ export class RelayRoom {
         this.#presence.set(entry.user, isRecord(entry.state) ? entry.state : null);
       }
     }
-    this.#call(this.#options.onPresence, this.presence, joined);
+    callApp(this.#options.onPresence, this.presence, joined);
     // Everything not acknowledged goes again, in the order first sent, after the presence.
     const socket = this.#liveSocket();
     if (socket && this.#presenceState !== null) {
@@ -1808,7 +1832,7 @@ export class RelayRoom {
       // Without self, a replay may bring this client's own broadcasts back: not for the app.
       const own = !self && message.meta?.user === this.#user &&
         typeof message.meta?.id === "string" && this.#mine.has(message.meta.id);
-      if (!own) this.#call(this.#options.onMessage, message);
+      if (!own) callApp(this.#options.onMessage, message);
     }
     this.#armGapTimer();
   }
@@ -1844,7 +1868,7 @@ export class RelayRoom {
     if (typeof change.user !== "string") return;
     if (change.type === "presence.leave") this.#presence.delete(change.user);
     else this.#presence.set(change.user, isRecord(change.state) ? change.state : null);
-    this.#call(this.#options.onPresence, this.presence, change);
+    callApp(this.#options.onPresence, this.presence, change);
   }
 
   /**
@@ -1921,10 +1945,7 @@ export class RelayRoom {
     clearTimeout(this.#resendTimer);
     this.#resendTimer = undefined;
     this.#current = null;
-    /** @type {{ code?: number, reason?: string }} */
-    const close = {};
-    if (decision.code !== undefined) close.code = decision.code;
-    if (decision.reason !== undefined) close.reason = decision.reason;
+    const close = closeOf(decision);
     if (!decision.reconnect) {
       this.#finish({ why: decision.why, ...close });
       return;
@@ -1954,7 +1975,7 @@ export class RelayRoom {
     const final = { room: this.#room, attempt: this.#attempts, ...info, unsent };
     this.#state = "closed";
     this.#resolveClosed(final);
-    this.#call(this.#options.onState, "closed", final);
+    callApp(this.#options.onState, "closed", final);
   }
 
   /**
@@ -1963,26 +1984,10 @@ export class RelayRoom {
    */
   #setState(state, info) {
     this.#state = state;
-    this.#call(this.#options.onState, state, {
+    callApp(this.#options.onState, state, {
       room: this.#room,
       attempt: this.#attempts,
       ...info,
     });
-  }
-
-  /**
-   * @template {unknown[]} A
-   * @param {((...args: A) => void) | undefined} callback
-   * @param {A} args
-   */
-  #call(callback, ...args) {
-    if (!callback) return;
-    try {
-      callback(...args);
-    } catch (error) {
-      queueMicrotask(() => {
-        throw error;
-      });
-    }
   }
 }
