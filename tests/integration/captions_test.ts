@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { postgresUnavailable, startPostgres } from "../helpers/postgres.ts";
+import { follow } from "../helpers/rooms.ts";
 import { type RelayUnderTest, UPGRADE_HEADERS, withRelay } from "../helpers/relay_harness.ts";
 import { type RelayProcess, startRelayProcess } from "../helpers/relay_process.ts";
 import { sleep, TestClient, until } from "../helpers/ws_client.ts";
@@ -60,48 +61,6 @@ function expectedCaptions(events: Event[]): { event: string; payload: Record<str
         : { item_id: e.item_id, role: source.role, delta: text },
     }];
   });
-}
-
-/** An SSE follower of a room, read into its events in the background. */
-async function follow(port: number, room: string, token: string) {
-  const url = new URL(`http://127.0.0.1:${port}/relay/rooms/${room}/events`);
-  url.searchParams.set("jwt", token);
-  // Aborting is what ends the read: the body is locked by the reader, so it cannot be cancelled.
-  const stop = new AbortController();
-  const response = await fetch(url, { signal: stop.signal });
-  const events: { event: string; id: string | null; data: string }[] = [];
-  const reading = (async () => {
-    if (!response.ok || response.body === null) return;
-    let buffer = "";
-    for await (const chunk of response.body.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
-      let end: number;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const fields = { event: "message", id: null as string | null, data: [] as string[] };
-        let comment = true;
-        for (const line of block.split("\n")) {
-          if (line.startsWith(":")) continue;
-          comment = false;
-          const at = line.indexOf(": ");
-          const [name, value] = at < 0 ? [line, ""] : [line.slice(0, at), line.slice(at + 2)];
-          if (name === "event") fields.event = value;
-          else if (name === "id") fields.id = value;
-          else if (name === "data") fields.data.push(value);
-        }
-        if (!comment) events.push({ ...fields, data: fields.data.join("\n") });
-      }
-    }
-  })().catch(() => {});
-  return {
-    response,
-    events,
-    close: async () => {
-      stop.abort();
-      await reading;
-    },
-  };
 }
 
 /** A room member over WebSocket and what it received. */
@@ -239,7 +198,7 @@ Deno.test({
           const b1 = track(await join(auth, B.wsUrl, room));
           const b2 = track(await join(auth, B.wsUrl, room));
           const follower = await follow(
-            B.port,
+            B,
             room,
             await auth.signEs256({ sub: crypto.randomUUID() }),
           );
