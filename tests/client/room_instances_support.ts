@@ -11,6 +11,7 @@ import { startPostgres, type TestPostgres } from "../helpers/postgres.ts";
 import { type RelayProcess, startRelayProcess } from "../helpers/relay_process.ts";
 import { type AuthStandIn, startAuthStandIn } from "../stand_ins/auth.ts";
 import { type RealtimeStandIn, startRealtimeStandIn } from "../stand_ins/supabase_realtime.ts";
+import { instancesEnv } from "../helpers/rooms.ts";
 import type { RoomUser } from "./room_support.ts";
 import { startProxy, type TcpProxy } from "./support.ts";
 
@@ -27,24 +28,6 @@ export type Line = { from: string; seq: number };
 export const line = (m: RoomBroadcast): Line => m.payload as Line;
 /** `from:seq`, one per line. */
 export const key = (m: RoomBroadcast): string => `${line(m).from}:${line(m).seq}`;
-
-/** The settings of instances of one project, pointed at the stand-ins and the database. */
-export function instanceEnv(
-  auth: AuthStandIn,
-  realtime: RealtimeStandIn,
-  pg: TestPostgres,
-  keep = 1000,
-): Record<string, string> {
-  return {
-    SUPABASE_URL: auth.url,
-    SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
-    RELAY_ROOMS: "open",
-    RELAY_REALTIME_URL: `${realtime.url}/realtime/v1`,
-    SUPABASE_SECRET_KEYS: JSON.stringify({ default: realtime.secretKey }),
-    RELAY_DATABASE_URL: pg.url,
-    RELAY_ROOM_HISTORY: String(keep),
-  };
-}
 
 /** A user of the Auth stand-in whose every `getToken()` signs a new token. */
 export function roomUser(auth: AuthStandIn): RoomUser {
@@ -109,7 +92,7 @@ export interface Instances {
   readonly pg: TestPostgres;
   readonly auth: AuthStandIn;
   readonly realtime: RealtimeStandIn;
-  /** Starts a relay process on {@linkcode instanceEnv}'s settings (on `port`: a restarted one's). */
+  /** Starts a relay process of the project, history kept 1,000 deep (on `port`: a restarted one's). */
   start(port?: number): Promise<RelayProcess>;
   /** A TCP proxy in front of `port` (a member's network, to cut). */
   proxy(port: number): TcpProxy;
@@ -128,7 +111,7 @@ export async function withInstances(body: (instances: Instances) => Promise<void
     startAuthStandIn(),
     startRealtimeStandIn(),
   ]);
-  const env = instanceEnv(auth, realtime, pg);
+  const env = instancesEnv(auth, realtime, { pg, keep: 1000 });
   const processes: RelayProcess[] = [];
   const proxies: TcpProxy[] = [];
   const deferred: (() => unknown)[] = [];

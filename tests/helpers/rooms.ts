@@ -7,6 +7,9 @@
 import assert from "node:assert/strict";
 import { type RelayUnderTest, type StartOptions, withRelay } from "./relay_harness.ts";
 import { type Message, TestClient, until } from "./ws_client.ts";
+import type { AuthStandIn } from "../stand_ins/auth.ts";
+import type { RealtimeStandIn } from "../stand_ins/supabase_realtime.ts";
+import type { TestPostgres } from "./postgres.ts";
 
 /** The secret key the rooms tests give the relay (`SUPABASE_SECRET_KEYS`). */
 export const SECRET_KEY = "sb_secret_test_5d1e0c7a";
@@ -17,6 +20,28 @@ export const ROOMS_ENV: Readonly<Record<string, string>> = {
   RELAY_ROOMS_BUS: "off",
   SUPABASE_SECRET_KEYS: JSON.stringify({ default: SECRET_KEY }),
 };
+
+/**
+ * The settings of relay instances of one project meeting through the
+ * Supabase Realtime stand-in (rooms open), pointed at the Auth stand-in; with
+ * `history`, rooms keep that many messages in `history.pg`.
+ */
+export function instancesEnv(
+  auth: AuthStandIn,
+  realtime: RealtimeStandIn,
+  history?: { pg: TestPostgres; keep: number },
+): Record<string, string> {
+  return {
+    SUPABASE_URL: auth.url,
+    SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
+    RELAY_ROOMS: "open",
+    RELAY_REALTIME_URL: `${realtime.url}/realtime/v1`,
+    SUPABASE_SECRET_KEYS: JSON.stringify({ default: realtime.secretKey }),
+    ...(history
+      ? { RELAY_DATABASE_URL: history.pg.url, RELAY_ROOM_HISTORY: String(history.keep) }
+      : {}),
+  };
+}
 
 /** A signed-in user of the Auth stand-in. */
 export interface TestUser {

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { postgresUnavailable, startPostgres } from "../helpers/postgres.ts";
-import { follow } from "../helpers/rooms.ts";
+import { follow, instancesEnv } from "../helpers/rooms.ts";
 import { type RelayUnderTest, UPGRADE_HEADERS, withRelay } from "../helpers/relay_harness.ts";
 import { type RelayProcess, startRelayProcess } from "../helpers/relay_process.ts";
 import { sleep, TestClient, until } from "../helpers/ws_client.ts";
@@ -162,15 +162,9 @@ Deno.test({
     const realtime = await startRealtimeStandIn();
     const openai = await startOpenAIStandIn({ behaviour: { kind: "realtime" } });
     const env = {
-      SUPABASE_URL: auth.url,
-      SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
+      ...instancesEnv(auth, realtime, { pg, keep: 100 }),
       OPENAI_API_KEY: openai.apiKey,
       OPENAI_REALTIME_URL: openai.url,
-      RELAY_ROOMS: "open",
-      RELAY_REALTIME_URL: `${realtime.url}/realtime/v1`,
-      SUPABASE_SECRET_KEYS: JSON.stringify({ default: realtime.secretKey }),
-      RELAY_DATABASE_URL: pg.url,
-      RELAY_ROOM_HISTORY: "100",
       RELAY_ROOM_MAX_MEMBERS: "3",
     };
     const started = await Promise.allSettled([startRelayProcess(env), startRelayProcess(env)]);

@@ -18,6 +18,7 @@ import assert from "node:assert/strict";
 import {
   follow,
   type Follower,
+  instancesEnv,
   join,
   type Member,
   type RoomEvent,
@@ -28,7 +29,7 @@ import { UPGRADE_HEADERS } from "../helpers/relay_harness.ts";
 import { type RelayProcess, startRelayProcess } from "../helpers/relay_process.ts";
 import { sleep, until } from "../helpers/ws_client.ts";
 import { type AuthStandIn, startAuthStandIn } from "../stand_ins/auth.ts";
-import { type RealtimeStandIn, startRealtimeStandIn } from "../stand_ins/supabase_realtime.ts";
+import { startRealtimeStandIn } from "../stand_ins/supabase_realtime.ts";
 
 const skip = postgresUnavailable();
 if (skip) console.warn(`room history across instances skipped: ${skip}`);
@@ -177,24 +178,6 @@ async function resendUntilAcked(
   }
 }
 
-/** What the relays run with: the platform's settings, pointed at the stand-ins and the database. */
-function instanceEnv(
-  auth: AuthStandIn,
-  realtime: RealtimeStandIn,
-  pg: TestPostgres,
-  keep: number,
-): Record<string, string> {
-  return {
-    SUPABASE_URL: auth.url,
-    SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
-    RELAY_ROOMS: "open",
-    RELAY_REALTIME_URL: `${realtime.url}/realtime/v1`,
-    SUPABASE_SECRET_KEYS: JSON.stringify({ default: realtime.secretKey }),
-    RELAY_DATABASE_URL: pg.url,
-    RELAY_ROOM_HISTORY: String(keep),
-  };
-}
-
 /** Members and followers a step opened; all closed when it ends, whatever happens. */
 class Scope {
   readonly #members: Member[] = [];
@@ -268,7 +251,7 @@ Deno.test({
       startAuthStandIn(),
       startRealtimeStandIn(),
     ]);
-    const env = instanceEnv(auth, realtime, pg, 1000);
+    const env = instancesEnv(auth, realtime, { pg, keep: 1000 });
     /** Every process started, for the teardown (killed ones included). */
     const everyProcess: RelayProcess[] = [];
     const start = async (processEnv: Record<string, string>) => {
@@ -477,7 +460,7 @@ Deno.test({
       await t.step(
         "room history across instances: too far behind (RELAY_ROOM_HISTORY=5 on another pair): recovered false and only the kept ones",
         async () => {
-          const shortEnv = instanceEnv(auth, realtime, pg, 5);
+          const shortEnv = instancesEnv(auth, realtime, { pg, keep: 5 });
           const [P, Q] = await Promise.all([start(shortEnv), start(shortEnv)]);
           try {
             await scoped(async (scope) => {

@@ -12,6 +12,7 @@
  */
 import assert from "node:assert/strict";
 import { UPGRADE_HEADERS } from "../helpers/relay_harness.ts";
+import { instancesEnv } from "../helpers/rooms.ts";
 import { type RelayProcess, startRelayProcess } from "../helpers/relay_process.ts";
 import { sleep, TestClient, until } from "../helpers/ws_client.ts";
 import { type AuthStandIn, startAuthStandIn } from "../stand_ins/auth.ts";
@@ -38,22 +39,6 @@ interface Cluster {
   readonly relays: RelayProcess[];
 }
 
-/** The settings every instance runs with (the platform's, pointed at the stand-ins). */
-function instanceEnv(
-  auth: AuthStandIn,
-  realtime: RealtimeStandIn,
-  extra: Record<string, string>,
-): Record<string, string> {
-  return {
-    SUPABASE_URL: auth.url,
-    SUPABASE_PUBLISHABLE_KEY: auth.publishableKey,
-    RELAY_ROOMS: "open",
-    RELAY_REALTIME_URL: `${realtime.url}/realtime/v1`,
-    SUPABASE_SECRET_KEYS: JSON.stringify({ default: realtime.secretKey }),
-    ...extra,
-  };
-}
-
 /**
  * Starts the stand-ins and `count` relay processes, runs `body`, and always
  * stops everything; a failure in `body` is the one reported.
@@ -65,7 +50,7 @@ async function withCluster(
 ): Promise<void> {
   const auth = await startAuthStandIn();
   const realtime = await startRealtimeStandIn();
-  const env = instanceEnv(auth, realtime, extra);
+  const env = { ...instancesEnv(auth, realtime), ...extra };
   const started = await Promise.allSettled(
     Array.from({ length: count }, () => startRelayProcess(env)),
   );
